@@ -1,0 +1,400 @@
+//! IR → ONNX protobuf, and saving models to disk.
+//!
+//! Export writes nodes in a topological order that follows each node's [`OrderKey`]: for an
+//! untouched graph this is exactly the file's order, so import → export gives back the same
+//! message. Saving streams the graph field by field to a temporary file and renames it into place:
+//! memory stays near the size of the model already mapped, and a failed save leaves nothing behind.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message;
+use prost::encoding::{encode_key, encode_varint, WireType};
+
+use crate::error::ModelError;
+use crate::ir::{ConstOrigin, Graph, NodeId, OrderKey, ValueDef, ValueId};
+use crate::model::Model;
+use crate::onnx::attribute_proto::AttributeType;
+use crate::onnx::tensor_proto::DataLocation;
+use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
+use crate::tensor::Tensor;
+
+/// Protobuf messages cannot exceed 2 GiB.
+pub const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
+
+/// Where tensor data goes when saving.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataPlacement {
+    /// Tensors stored externally in the source stay external; the rest stay inline. A model too big
+    /// for one protobuf message switches to [`DataPlacement::External`] with the default threshold.
+    Keep,
+    /// Every tensor inline in the model file.
+    Inline,
+    /// Tensors of at least `threshold` bytes go to one data file beside the model.
+    External { threshold: u64 },
+}
+
+/// Options for [`save_model`].
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    pub placement: DataPlacement,
+    /// Size above which `Keep` switches to external data (2 GiB; lowered in tests).
+    pub inline_limit: u64,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        SaveOptions { placement: DataPlacement::Keep, inline_limit: PROTOBUF_LIMIT }
+    }
+}
+
+/// Default threshold for external data: small tensors stay inline, as `onnx.save` does.
+pub const DEFAULT_EXTERNAL_THRESHOLD: u64 = 1024;
+
+/// The whole model as a protobuf message, tensors stored as in the IR.
+pub fn model_to_proto(model: &Model) -> ModelProto {
+    ModelProto { graph: Some(graph_to_proto(&model.graph)), ..model.meta.clone() }
+}
+
+/// The model as bytes a runtime can read from memory: every tensor inline (tract cannot resolve
+/// external data from bytes).
+pub fn encode_for_runtime(model: &Model) -> Vec<u8> {
+    let mut proto = model_to_proto(model);
+    if let Some(g) = proto.graph.as_mut() {
+        inline_external(g, &external_tensors(&model.graph));
+    }
+    proto.encode_to_vec()
+}
+
+/// The graph as a protobuf message.
+pub fn graph_to_proto(g: &Graph) -> GraphProto {
+    let mut proto = g.residual.clone();
+    let name = |v: ValueId| g.value(v).name.clone();
+    proto.node = emit_order(g)
+        .into_iter()
+        .map(|item| match item {
+            Item::Op(id) => op_proto(g, id),
+            Item::ConstNode(v) => const_node_proto(g, v),
+        })
+        .collect();
+    let mut inits: Vec<(bool, OrderKey, TensorProto)> = g
+        .value_ids()
+        .filter_map(|v| {
+            let c = g.value(v).constant()?;
+            let (new, key) = match c.origin {
+                ConstOrigin::Initializer(k) => (false, k),
+                ConstOrigin::New(k) => (true, k),
+                ConstOrigin::Node { .. } => return None,
+            };
+            Some((new, key, c.tensor.renamed(&name(v)).proto().clone()))
+        })
+        .collect();
+    inits.sort_by_key(|(new, key, _)| (*new, *key));
+    proto.initializer = inits.into_iter().map(|(_, _, t)| t).collect();
+    let named = |(v, info): &(ValueId, crate::onnx::ValueInfoProto)| {
+        let mut info = info.clone();
+        info.name = Some(name(*v));
+        info
+    };
+    proto.input = g.input_infos().iter().map(named).collect();
+    proto.output = g.output_infos().iter().map(named).collect();
+    proto.value_info = g
+        .value_infos()
+        .iter()
+        .filter_map(|(v, info)| match v {
+            Some(v) => g.value_ids().any(|x| x == *v).then(|| named(&(*v, info.clone()))),
+            None => Some(info.clone()),
+        })
+        .collect();
+    proto
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Item {
+    Op(NodeId),
+    ConstNode(ValueId),
+}
+
+/// Operations and Constant nodes in a topological order following their order keys.
+fn emit_order(g: &Graph) -> Vec<Item> {
+    let mut items: Vec<(OrderKey, String, Item, Vec<ValueId>)> = Vec::new();
+    for id in g.node_ids() {
+        let n = g.node(id).expect("listed node");
+        let reads = n.inputs().iter().flatten().chain(n.captures()).copied().collect();
+        items.push((n.order, n.name().to_string(), Item::Op(id), reads));
+    }
+    for v in g.value_ids() {
+        if let Some(c) = g.value(v).constant()
+            && let ConstOrigin::Node { proto, inputs, order, .. } = &c.origin
+        {
+            items.push((*order, proto.name.clone().unwrap_or_default(), Item::ConstNode(v), inputs.clone()));
+        }
+    }
+    items.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    let index_of: HashMap<Item, usize> = items.iter().enumerate().map(|(i, it)| (it.2, i)).collect();
+    let producer = |v: ValueId| -> Option<usize> {
+        match &g.value(v).def {
+            ValueDef::Op { node, .. } => index_of.get(&Item::Op(*node)).copied(),
+            ValueDef::Constant(_) => index_of.get(&Item::ConstNode(v)).copied(),
+            _ => None,
+        }
+    };
+    let mut indegree = vec![0usize; items.len()];
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); items.len()];
+    for (i, it) in items.iter().enumerate() {
+        for &v in &it.3 {
+            if let Some(p) = producer(v) {
+                indegree[i] += 1;
+                readers[p].push(i);
+            }
+        }
+    }
+    // Items are sorted by key, so the smallest index that is ready is the next to emit.
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..items.len()).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut out = Vec::with_capacity(items.len());
+    let mut done = vec![false; items.len()];
+    while let Some(Reverse(i)) = ready.pop() {
+        out.push(items[i].2);
+        done[i] = true;
+        for &r in &readers[i] {
+            indegree[r] -= 1;
+            if indegree[r] == 0 {
+                ready.push(Reverse(r));
+            }
+        }
+    }
+    // A cyclic graph (only reachable by a faulty pass; validation reports it) still exports whole.
+    out.extend((0..items.len()).filter(|&i| !done[i]).map(|i| items[i].2));
+    out
+}
+
+fn op_proto(g: &Graph, id: NodeId) -> NodeProto {
+    let n = g.node(id).expect("listed node");
+    let name = |v: &Option<ValueId>| v.map(|v| g.value(v).name.clone()).unwrap_or_default();
+    let mut proto = n.residual.clone();
+    proto.input = n.inputs().iter().map(name).collect();
+    proto.output = n.outputs().iter().map(name).collect();
+    proto.attribute = n
+        .attributes
+        .iter()
+        .map(|a| {
+            let mut p = a.proto.clone();
+            let mut subs = a.subgraphs.iter().map(graph_to_proto);
+            if a.in_g {
+                p.g = subs.next();
+            }
+            p.graphs = subs.collect();
+            p
+        })
+        .collect();
+    proto
+}
+
+fn const_node_proto(g: &Graph, v: ValueId) -> NodeProto {
+    let value = g.value(v);
+    let c = value.constant().expect("constant value");
+    let ConstOrigin::Node { proto, inputs, modified, .. } = &c.origin else { unreachable!("constant node origin") };
+    let mut proto = proto.clone();
+    proto.output = vec![value.name.clone()];
+    let is_constant = proto.op_type.as_deref() == Some("Constant");
+    if !is_constant && !modified {
+        proto.input = inputs.iter().map(|i| g.value(*i).name.clone()).collect();
+        return proto;
+    }
+    let keeps_value_attr = is_constant && proto.attribute.len() == 1 && proto.attribute[0].name.as_deref() == Some("value");
+    if keeps_value_attr {
+        proto.attribute[0].t = Some(c.tensor.proto().clone());
+    } else if *modified || !is_constant {
+        // The data changed and the original form (value_float, ConstantOfShape...) cannot hold it.
+        proto.op_type = Some("Constant".into());
+        proto.input.clear();
+        proto.attribute = vec![AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(AttributeType::Tensor as i32),
+            t: Some(c.tensor.proto().clone()),
+            ..Default::default()
+        }];
+    }
+    proto
+}
+
+/// Constants whose data lives in an external file in the IR.
+fn external_tensors(g: &Graph) -> HashMap<String, Tensor> {
+    g.value_ids()
+        .filter_map(|v| g.value(v).constant())
+        .filter(|c| c.tensor.is_external())
+        .map(|c| (c.tensor.name().to_string(), c.tensor.clone()))
+        .collect()
+}
+
+/// Replaces external tensors of a graph proto (initializers and Constant nodes) by inline ones.
+fn inline_external(g: &mut GraphProto, external: &HashMap<String, Tensor>) {
+    let inline = |t: &mut TensorProto| {
+        if t.data_location == Some(DataLocation::External as i32)
+            && let Some(src) = external.get(t.name.as_deref().unwrap_or(""))
+            && let Ok(raw) = src.raw_bytes()
+        {
+            t.raw_data = Some(Bytes::copy_from_slice(&raw));
+            t.external_data.clear();
+            t.data_location = None;
+        }
+    };
+    visit_tensors(g, &mut |t| inline(t));
+}
+
+/// Calls `f` on every tensor proto stored in a graph: initializers, Constant-node values and
+/// tensor attributes (subgraphs included).
+fn visit_tensors(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto)) {
+    g.initializer.iter_mut().for_each(&mut *f);
+    for node in &mut g.node {
+        for a in &mut node.attribute {
+            if let Some(t) = a.t.as_mut() {
+                f(t);
+            }
+            a.tensors.iter_mut().for_each(&mut *f);
+            if let Some(sub) = a.g.as_mut() {
+                visit_tensors(sub, f);
+            }
+            for sub in &mut a.graphs {
+                visit_tensors(sub, f);
+            }
+        }
+    }
+}
+
+/// Writes a model atomically (temporary files renamed into place). With external data, the data
+/// file is `<file name>.data` beside the model.
+pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(), ModelError> {
+    let mut proto = model_to_proto(model);
+    let external = external_tensors(&model.graph);
+    let too_big = proto.encoded_len() as u64 > options.inline_limit;
+    let graph = proto.graph.as_mut().expect("model_to_proto sets the graph");
+    let placement = match &options.placement {
+        DataPlacement::Keep if external.is_empty() && too_big => {
+            DataPlacement::External { threshold: DEFAULT_EXTERNAL_THRESHOLD }
+        }
+        DataPlacement::Keep if !external.is_empty() => DataPlacement::External { threshold: u64::MAX },
+        other => other.clone(),
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
+    let write_err = |source| ModelError::Write { path: path.to_path_buf(), source };
+    let mut data_file = None;
+    if let DataPlacement::External { threshold } = placement {
+        let location = format!("{file_name}.data");
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+        let mut writer = BufWriter::new(tmp.as_file_mut());
+        let mut offset = 0u64;
+        let mut failure = None;
+        let mut move_out = |t: &mut TensorProto| {
+            if failure.is_some() {
+                return;
+            }
+            let was_external = t.data_location == Some(DataLocation::External as i32);
+            let source = if was_external { external.get(t.name.as_deref().unwrap_or("")).cloned() } else { Tensor::from_proto(t.clone()).ok() };
+            let Some(source) = source else { return };
+            if !was_external && source.byte_size() < threshold {
+                return;
+            }
+            let Ok(raw) = source.raw_bytes() else { return };
+            if let Err(e) = writer.write_all(&raw) {
+                failure = Some(e);
+                return;
+            }
+            let entry = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
+            *t = TensorProto {
+                dims: t.dims.clone(),
+                data_type: t.data_type,
+                segment: t.segment,
+                name: t.name.clone(),
+                doc_string: t.doc_string.clone(),
+                metadata_props: t.metadata_props.clone(),
+                external_data: vec![
+                    entry("location", location.clone()),
+                    entry("offset", offset.to_string()),
+                    entry("length", raw.len().to_string()),
+                ],
+                data_location: Some(DataLocation::External as i32),
+                ..Default::default()
+            };
+            offset += raw.len() as u64;
+        };
+        visit_tensors(graph, &mut move_out);
+        if let Some(e) = failure {
+            return Err(write_err(e));
+        }
+        writer.flush().map_err(write_err)?;
+        drop(writer);
+        data_file = Some((tmp, dir.join(&location)));
+    } else if placement == DataPlacement::Inline {
+        inline_external(graph, &external);
+    }
+    if proto.encoded_len() as u64 > PROTOBUF_LIMIT {
+        return Err(ModelError::Export {
+            path: path.to_path_buf(),
+            message: "the model is over 2 GiB even with external data (too many large attributes?)".into(),
+        });
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write_model_streaming(&proto, &mut w).map_err(write_err)?;
+        w.flush().map_err(write_err)?;
+    }
+    if let Some((data_tmp, data_path)) = data_file {
+        persist(data_tmp, &data_path)?;
+    }
+    persist(tmp, path)
+}
+
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), ModelError> {
+    tmp.as_file().sync_all().map_err(|source| ModelError::Write { path: path.to_path_buf(), source })?;
+    tmp.persist(path).map_err(|e| ModelError::Write { path: PathBuf::from(path), source: e.error })?;
+    Ok(())
+}
+
+/// Encodes a model into a writer without building the whole message in memory: the model fields,
+/// then the graph's small fields, then each node and initializer one at a time. The result decodes
+/// to the same message as `proto.encode_to_vec()`.
+pub fn write_model_streaming(proto: &ModelProto, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut head = proto.clone();
+    let graph = head.graph.take();
+    let mut buf = Vec::new();
+    head.encode(&mut buf).map_err(std::io::Error::other)?;
+    w.write_all(&buf)?;
+    let Some(graph) = graph else { return Ok(()) };
+    let mut small = graph.clone();
+    small.node.clear();
+    small.initializer.clear();
+    let len = small.encoded_len()
+        + graph.node.iter().map(|n| prost::encoding::message::encoded_len(1, n)).sum::<usize>()
+        + graph.initializer.iter().map(|t| prost::encoding::message::encoded_len(5, t)).sum::<usize>();
+    buf.clear();
+    encode_key(7, WireType::LengthDelimited, &mut buf);
+    encode_varint(len as u64, &mut buf);
+    w.write_all(&buf)?;
+    for n in &graph.node {
+        buf.clear();
+        prost::encoding::message::encode(1, n, &mut buf);
+        w.write_all(&buf)?;
+    }
+    buf.clear();
+    small.encode(&mut buf).map_err(std::io::Error::other)?;
+    w.write_all(&buf)?;
+    for t in &graph.initializer {
+        buf.clear();
+        prost::encoding::message::encode(5, t, &mut buf);
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// The bytes [`save_model`] writes for an all-inline model (deterministic).
+pub fn encode_model(model: &Model) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_model_streaming(&model_to_proto(model), &mut out).expect("writing to a Vec cannot fail");
+    out
+}

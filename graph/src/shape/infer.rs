@@ -1,0 +1,1 @@
+//! Shape and dtype inference (see the issue for the op list).
