@@ -7,6 +7,7 @@ pub mod onnx {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
+pub mod builder;
 pub mod dtype;
 pub mod error;
 pub mod export;
