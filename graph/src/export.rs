@@ -105,7 +105,7 @@ pub fn graph_to_proto(g: &Graph) -> GraphProto {
         .value_infos()
         .iter()
         .filter_map(|(v, info)| match v {
-            Some(v) => g.value_ids().any(|x| x == *v).then(|| named(&(*v, info.clone()))),
+            Some(v) => g.is_alive(*v).then(|| named(&(*v, info.clone()))),
             None => Some(info.clone()),
         })
         .collect();

@@ -261,6 +261,11 @@ impl Graph {
         &mut self.values[id.index()]
     }
 
+    /// Whether the value still exists (not dropped by [`Graph::remove_value_if_unused`]).
+    pub fn is_alive(&self, id: ValueId) -> bool {
+        self.values.get(id.index()).is_some_and(|v| v.alive)
+    }
+
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
         self.by_name.get(name).copied()
     }

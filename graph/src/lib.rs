@@ -15,7 +15,9 @@ pub mod import;
 pub mod ir;
 pub mod model;
 pub mod shape;
+pub mod stats;
 pub mod tensor;
+pub mod validate;
 
 pub use dtype::DataType;
 pub use error::{GraphIssue, ModelError, TensorError};

@@ -1,0 +1,138 @@
+//! Model statistics: parameters and bytes by element type, op histogram, and multiply-accumulate
+//! counts (MACs) per Conv/ConvTranspose/Gemm/MatMul layer at the shapes currently known (run shape
+//! inference with concrete input shapes first).
+//!
+//! MACs: Conv = output elements × (C_in / group) × kernel area; ConvTranspose = input elements ×
+//! (C_out / group) × kernel area; Gemm and MatMul = output elements × K. A layer whose shapes are not
+//! fully known counts as unknown, never as zero.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::ir::{Graph, NodeId};
+use crate::model::Model;
+
+/// Element count and bytes of the constants of one element type.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DtypeTotals {
+    pub elements: u64,
+    pub bytes: u64,
+}
+
+/// MACs of one layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerMacs {
+    pub node: String,
+    pub op_type: String,
+    /// `None` when the layer's shapes are not fully known.
+    pub macs: Option<u64>,
+}
+
+/// Statistics of a model's main graph.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelStats {
+    pub nodes: usize,
+    /// Nodes of each op type (Constant nodes count as `Constant`).
+    pub op_histogram: BTreeMap<String, usize>,
+    /// Elements of all constant tensors (initializers and Constant-node weights).
+    pub parameters: u64,
+    pub parameter_bytes: u64,
+    pub by_dtype: BTreeMap<String, DtypeTotals>,
+    /// Sum over the layers with known MACs.
+    pub total_macs: u64,
+    /// Layers whose MACs could not be computed (shapes unknown).
+    pub layers_with_unknown_macs: usize,
+    /// Every Conv/ConvTranspose/Gemm/MatMul layer in topological order.
+    pub layers: Vec<LayerMacs>,
+}
+
+impl ModelStats {
+    /// The `n` layers with the most MACs, heaviest first (ties by name).
+    pub fn heaviest(&self, n: usize) -> Vec<&LayerMacs> {
+        let mut known: Vec<&LayerMacs> = self.layers.iter().filter(|l| l.macs.is_some()).collect();
+        known.sort_by(|a, b| b.macs.cmp(&a.macs).then_with(|| a.node.cmp(&b.node)));
+        known.truncate(n);
+        known
+    }
+}
+
+/// Computes the statistics of a model.
+pub fn model_stats(model: &Model) -> ModelStats {
+    let g = &model.graph;
+    let mut op_histogram = BTreeMap::new();
+    let mut nodes = 0;
+    let order = g.topo_order().unwrap_or_else(|_| g.node_ids());
+    for id in &order {
+        if let Some(n) = g.node(*id) {
+            *op_histogram.entry(n.op_type().to_string()).or_insert(0) += 1;
+            nodes += 1;
+        }
+    }
+    let mut by_dtype: BTreeMap<String, DtypeTotals> = BTreeMap::new();
+    for v in g.value_ids() {
+        let Some(c) = g.value(v).constant() else { continue };
+        if let crate::ir::ConstOrigin::Node { proto, .. } = &c.origin {
+            *op_histogram.entry(proto.op_type.clone().unwrap_or_default()).or_insert(0) += 1;
+            nodes += 1;
+        }
+        let totals = by_dtype.entry(c.tensor.dtype().to_string()).or_default();
+        totals.elements += c.tensor.numel();
+        totals.bytes += c.tensor.byte_size();
+    }
+    let layers: Vec<LayerMacs> = order
+        .iter()
+        .filter_map(|id| {
+            let n = g.node(*id)?;
+            matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul").then(|| LayerMacs {
+                node: g.node_label(*id),
+                op_type: n.op_type().to_string(),
+                macs: node_macs(g, *id),
+            })
+        })
+        .collect();
+    ModelStats {
+        nodes,
+        op_histogram,
+        parameters: by_dtype.values().map(|t| t.elements).sum(),
+        parameter_bytes: by_dtype.values().map(|t| t.bytes).sum(),
+        by_dtype,
+        total_macs: layers.iter().filter_map(|l| l.macs).sum(),
+        layers_with_unknown_macs: layers.iter().filter(|l| l.macs.is_none()).count(),
+        layers,
+    }
+}
+
+/// Multiply-accumulates of one Conv/ConvTranspose/Gemm/MatMul node, when its shapes are known.
+pub fn node_macs(g: &Graph, id: NodeId) -> Option<u64> {
+    let n = g.node(id)?;
+    let dims = |v: Option<crate::ir::ValueId>| -> Option<Vec<u64>> {
+        let shape = g.value(v?).shape.as_ref()?.concrete()?;
+        shape.into_iter().map(|d| u64::try_from(d).ok()).collect()
+    };
+    let prod = |d: &[u64]| d.iter().try_fold(1u64, |a, &b| a.checked_mul(b));
+    match n.op_type() {
+        "Conv" => {
+            let w = dims(n.input(1))?;
+            let out = dims(n.output(0))?;
+            prod(&out)?.checked_mul(prod(&w[1..])?)
+        }
+        "ConvTranspose" => {
+            let x = dims(n.input(0))?;
+            let w = dims(n.input(1))?;
+            prod(&x)?.checked_mul(prod(&w[1..])?)
+        }
+        "Gemm" => {
+            let a = dims(n.input(0))?;
+            let out = dims(n.output(0))?;
+            let k = if n.attr_int("transA").unwrap_or(0) != 0 { *a.first()? } else { *a.get(1)? };
+            prod(&out)?.checked_mul(k)
+        }
+        "MatMul" => {
+            let a = dims(n.input(0))?;
+            let out = dims(n.output(0))?;
+            prod(&out)?.checked_mul(*a.last()?)
+        }
+        _ => None,
+    }
+}
