@@ -1,1 +1,56 @@
-fn main() {}
+//! The `whittle` command line.
+//!
+//! Exit codes are stable (CI depends on them): see [`exit`].
+
+mod commands;
+mod exit;
+mod input_dims;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::{CliError, ExitCode};
+
+#[derive(Parser)]
+#[command(name = "whittle", version, about = "Make ONNX models smaller and faster, and prove the result before shipping it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a model: opsets, inputs/outputs, op histogram, parameters, MACs per layer.
+    Inspect(commands::inspect::Args),
+    /// Print the canonical text form of a model.
+    Dump(commands::dump::Args),
+    /// Unified diff of two models' canonical text forms.
+    Diff(commands::diff::Args),
+    /// Re-save a model through the IR, optionally moving weights into or out of external data.
+    Convert(commands::convert::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::Usage } else { ExitCode::Success };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Dump(args) => commands::dump::run(&args),
+        Command::Diff(args) => commands::diff::run(&args),
+        Command::Convert(args) => commands::convert::run(&args),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: CliError) -> std::process::ExitCode {
+    eprintln!("error: {:#}", e.error);
+    e.code.into()
+}

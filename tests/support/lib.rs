@@ -29,3 +29,5 @@ pub const SHARED_MODELS: [&str; 3] =
 pub fn testdata(name: &str) -> PathBuf {
     repo_root().join("testdata").join(name)
 }
+
+pub mod fixtures;

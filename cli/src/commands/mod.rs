@@ -1,0 +1,29 @@
+//! One module per subcommand.
+
+pub mod convert;
+pub mod diff;
+pub mod dump;
+pub mod inspect;
+
+use std::path::Path;
+
+use whittle_graph::Model;
+use whittle_graph::shape::infer::{InferOptions, infer_shapes};
+
+use crate::exit::CliError;
+
+/// Loads a model and validates it; any problem is invalid input (exit code 2).
+pub fn load_checked(path: &Path) -> Result<Model, CliError> {
+    let model = whittle_graph::load_model(path)?;
+    let issues = whittle_graph::validate::validate(&model);
+    if !issues.is_empty() {
+        return Err(CliError::from(whittle_graph::ModelError::Invalid { path: path.to_path_buf(), issues }));
+    }
+    Ok(model)
+}
+
+/// Runs shape inference with the given input shapes.
+pub fn infer(model: &mut Model, path: &Path, inputs: &[(String, Vec<i64>)]) -> Result<whittle_graph::shape::infer::InferReport, CliError> {
+    infer_shapes(model, &InferOptions { input_shapes: inputs.to_vec() })
+        .map_err(|e| CliError::invalid(anyhow::anyhow!("{}: {e}", path.display())))
+}

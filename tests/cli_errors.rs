@@ -1,0 +1,125 @@
+//! Bad input gets one clear message naming the file and the node or tensor, exit code 2, no panic.
+
+use std::path::Path;
+use std::process::Command;
+
+use prost::Message;
+use whittle_tests::fixtures;
+
+fn whittle(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_whittle")).args(args).output().expect("run whittle");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "whittle panicked: {stderr}");
+    (out.status.code().expect("exit code"), stderr)
+}
+
+/// Writes `bytes` to a file and runs `whittle inspect` on it; returns the code and stderr.
+fn inspect_bytes(dir: &Path, file: &str, bytes: &[u8]) -> (i32, String) {
+    let path = dir.join(file);
+    std::fs::write(&path, bytes).expect("write fixture");
+    whittle(&["inspect", path.to_str().expect("utf-8 path")])
+}
+
+fn assert_invalid(code: i32, stderr: &str, file: &str, needles: &[&str]) {
+    assert_eq!(code, 2, "expected exit code 2, stderr: {stderr}");
+    assert!(stderr.contains(file), "message should name the file '{file}': {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "message should mention '{n}': {stderr}");
+    }
+    assert_eq!(stderr.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "one error message: {stderr}");
+}
+
+#[test]
+fn truncated_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(whittle_tests::testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx")).unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "truncated.onnx", &full[..full.len() / 2]);
+    assert_invalid(code, &err, "truncated.onnx", &["truncated or corrupt"]);
+}
+
+#[test]
+fn random_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed pseudo-random sequence (xorshift), so the test is reproducible.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let (code, err) = inspect_bytes(dir.path(), "random.onnx", &bytes);
+    assert_invalid(code, &err, "random.onnx", &[]);
+}
+
+#[test]
+fn protobuf_that_is_not_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "tensor.onnx", &fixtures::not_a_model_bytes());
+    assert_invalid(code, &err, "tensor.onnx", &["not an ONNX model"]);
+}
+
+#[test]
+fn cyclic_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "cycle.onnx", &fixtures::cyclic_model().encode_to_vec());
+    assert_invalid(code, &err, "cycle.onnx", &["cycle", "a", "b"]);
+}
+
+#[test]
+fn node_reading_a_tensor_nobody_produces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "dangling.onnx", &fixtures::dangling_model().encode_to_vec());
+    assert_invalid(code, &err, "dangling.onnx", &["'adder'", "'ghost'", "nobody produces"]);
+}
+
+#[test]
+fn element_count_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "overflow.onnx", &fixtures::overflow_model().encode_to_vec());
+    assert_invalid(code, &err, "overflow.onnx", &["'huge'", "overflows"]);
+}
+
+#[test]
+fn unknown_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "dtype.onnx", &fixtures::unknown_dtype_model().encode_to_vec());
+    assert_invalid(code, &err, "dtype.onnx", &["'strange'", "unknown data type code 99"]);
+}
+
+#[test]
+fn missing_external_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "external.onnx", &fixtures::missing_external_model().encode_to_vec());
+    assert_invalid(code, &err, "external.onnx", &["'w'", "weights_missing.bin"]);
+}
+
+#[test]
+fn missing_model_file() {
+    let (code, err) = whittle(&["inspect", "/nonexistent/model.onnx"]);
+    assert_invalid(code, &err, "/nonexistent/model.onnx", &["cannot read"]);
+}
+
+#[test]
+fn usage_errors_have_their_own_code() {
+    let (code, _) = whittle(&["inspect"]);
+    assert_eq!(code, 64);
+    let (code, _) = whittle(&["no-such-command"]);
+    assert_eq!(code, 64);
+    let (code, err) = whittle(&["inspect", "m.onnx", "--input", "x=1,0"]);
+    assert_eq!(code, 64, "{err}");
+}
+
+#[test]
+fn convert_of_bad_input_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cycle.onnx");
+    std::fs::write(&input, fixtures::cyclic_model().encode_to_vec()).unwrap();
+    let out = dir.path().join("out.onnx");
+    let (code, _) = whittle(&["convert", input.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("cycle.onnx")], "no partial output files");
+}
