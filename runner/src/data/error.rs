@@ -24,28 +24,15 @@ pub enum DataError {
 
     /// A model input (or the `labels` array) is not in the file.
     #[error("{file}: no array named `{key}` (found: {})", available.join(", "))]
-    MissingKey {
-        file: String,
-        key: String,
-        available: Vec<String>,
-    },
+    MissingKey { file: String, key: String, available: Vec<String> },
 
     /// The file holds an array that is neither a declared model input nor `labels`.
     #[error("{file}: array `{key}` is not an input of the model (inputs: {})", expected.join(", "))]
-    UnexpectedKey {
-        file: String,
-        key: String,
-        expected: Vec<String>,
-    },
+    UnexpectedKey { file: String, key: String, expected: Vec<String> },
 
     /// The array's element type cannot be used for this key.
     #[error("{file}: array `{key}` has dtype {dtype}, which is not supported here ({expected})")]
-    UnsupportedDtype {
-        file: String,
-        key: String,
-        dtype: String,
-        expected: &'static str,
-    },
+    UnsupportedDtype { file: String, key: String, dtype: String, expected: &'static str },
 
     /// One sample of an input does not have the shape the model declares.
     #[error(
@@ -63,13 +50,7 @@ pub enum DataError {
 
     /// Arrays (or labels) disagree on the number of samples (axis 0).
     #[error("{file}: `{key}` has {found} samples, `{reference}` has {expected}")]
-    SampleCountMismatch {
-        file: String,
-        key: String,
-        found: usize,
-        reference: String,
-        expected: usize,
-    },
+    SampleCountMismatch { file: String, key: String, found: usize, reference: String, expected: usize },
 
     /// The source holds no sample at all.
     #[error("{file}: zero samples")]
@@ -77,11 +58,7 @@ pub enum DataError {
 
     /// A sample index past the end of the set.
     #[error("{file}: sample {index} requested, the set has {len}")]
-    SampleOutOfRange {
-        file: String,
-        index: usize,
-        len: usize,
-    },
+    SampleOutOfRange { file: String, index: usize, len: usize },
 
     /// A loader option is invalid (e.g. std = 0, lo >= hi, height = 0).
     #[error("invalid data option: {what}")]
@@ -92,14 +69,9 @@ impl DataError {
     /// Maps an I/O error on `path`, turning "not found" into [`DataError::NotFound`].
     pub(crate) fn io(path: &std::path::Path, error: std::io::Error) -> Self {
         if error.kind() == std::io::ErrorKind::NotFound {
-            DataError::NotFound {
-                path: path.to_path_buf(),
-            }
+            DataError::NotFound { path: path.to_path_buf() }
         } else {
-            DataError::Io {
-                path: path.to_path_buf(),
-                error,
-            }
+            DataError::Io { path: path.to_path_buf(), error }
         }
     }
 }

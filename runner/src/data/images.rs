@@ -73,18 +73,12 @@ const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 impl InputSet {
     /// Loads a folder of images as the single input `input_name` (see the module doc for the
     /// folder layout and the preprocessing).
-    pub fn from_image_dir(
-        dir: impl AsRef<Path>,
-        input_name: &str,
-        options: &ImageOptions,
-    ) -> Result<InputSet, DataError> {
+    pub fn from_image_dir(dir: impl AsRef<Path>, input_name: &str, options: &ImageOptions) -> Result<InputSet, DataError> {
         let dir = dir.as_ref();
         check_options(options)?;
         let (files, labels) = list_images(dir)?;
         if files.is_empty() {
-            return Err(DataError::NoSamples {
-                file: dir.display().to_string(),
-            });
+            return Err(DataError::NoSamples { file: dir.display().to_string() });
         }
         let (h, w) = (options.height as usize, options.width as usize);
         let mut batch = Array4::<f32>::zeros((files.len(), 3, h, w));
@@ -94,10 +88,7 @@ impl InputSet {
                 .with_guessed_format()
                 .map_err(|e| DataError::io(file, e))?
                 .decode()
-                .map_err(|e| DataError::Format {
-                    file: file.display().to_string(),
-                    what: format!("cannot decode image: {e}"),
-                })?
+                .map_err(|e| DataError::Format { file: file.display().to_string(), what: format!("cannot decode image: {e}") })?
                 .to_rgb8();
             let img = imageops::resize(&img, options.width, options.height, FilterType::Triangle);
             for (x, y, pixel) in img.enumerate_pixels() {
@@ -113,30 +104,18 @@ impl InputSet {
         }
         let batch: ArrayD<f32> = match options.layout {
             ImageLayout::Nchw => batch.into_dyn(),
-            ImageLayout::Nhwc => batch
-                .permuted_axes([0, 2, 3, 1])
-                .as_standard_layout()
-                .into_owned()
-                .into_dyn(),
+            ImageLayout::Nhwc => batch.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned().into_dyn(),
         };
-        InputSet::new(
-            dir.display().to_string(),
-            vec![(input_name.to_string(), Tensor::from(batch))],
-            labels,
-        )
+        InputSet::new(dir.display().to_string(), vec![(input_name.to_string(), Tensor::from(batch))], labels)
     }
 }
 
 fn check_options(o: &ImageOptions) -> Result<(), DataError> {
     if o.height == 0 || o.width == 0 {
-        return Err(DataError::InvalidOption {
-            what: format!("image size {}x{} must be positive", o.height, o.width),
-        });
+        return Err(DataError::InvalidOption { what: format!("image size {}x{} must be positive", o.height, o.width) });
     }
     if o.std.iter().any(|s| *s == 0.0 || !s.is_finite()) || o.mean.iter().any(|m| !m.is_finite()) {
-        return Err(DataError::InvalidOption {
-            what: format!("image mean {:?} / std {:?} must be finite, std non-zero", o.mean, o.std),
-        });
+        return Err(DataError::InvalidOption { what: format!("image mean {:?} / std {:?} must be finite, std non-zero", o.mean, o.std) });
     }
     Ok(())
 }
@@ -188,10 +167,7 @@ fn visible_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 fn check_images(files: Vec<PathBuf>) -> Result<Vec<PathBuf>, DataError> {
     for f in &files {
-        let ext = f
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let ext = f.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
             return Err(DataError::Format {
                 file: f.display().to_string(),
@@ -213,14 +189,7 @@ mod tests {
     }
 
     fn opts(layout: ImageLayout, order: ChannelOrder) -> ImageOptions {
-        ImageOptions {
-            height: 2,
-            width: 3,
-            mean: [0.5, 0.0, 0.0],
-            std: [0.5, 1.0, 2.0],
-            layout,
-            channel_order: order,
-        }
+        ImageOptions { height: 2, width: 3, mean: [0.5, 0.0, 0.0], std: [0.5, 1.0, 2.0], layout, channel_order: order }
     }
 
     #[test]

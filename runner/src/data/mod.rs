@@ -72,20 +72,13 @@ pub struct InputSet {
 impl InputSet {
     /// Builds a set from tensors whose axis 0 is the sample axis. `origin` names the source in
     /// error messages (a path, or e.g. `random(seed=7)`).
-    pub fn new(
-        origin: impl Into<String>,
-        inputs: Vec<(String, Tensor)>,
-        labels: Option<Labels>,
-    ) -> Result<Self, DataError> {
+    pub fn new(origin: impl Into<String>, inputs: Vec<(String, Tensor)>, labels: Option<Labels>) -> Result<Self, DataError> {
         let origin = origin.into();
         let mut seen = HashSet::new();
         let mut len: Option<(usize, &str)> = None;
         for (name, tensor) in &inputs {
             if !seen.insert(name.as_str()) {
-                return Err(DataError::Format {
-                    file: origin,
-                    what: format!("input `{name}` appears twice"),
-                });
+                return Err(DataError::Format { file: origin, what: format!("input `{name}` appears twice") });
             }
             let Some(&n) = tensor.shape().first() else {
                 return Err(DataError::Format {
@@ -122,12 +115,7 @@ impl InputSet {
                 file: origin,
             });
         }
-        Ok(InputSet {
-            origin,
-            inputs,
-            labels,
-            len,
-        })
+        Ok(InputSet { origin, inputs, labels, len })
     }
 
     /// Number of samples (at least 1).
@@ -163,11 +151,7 @@ impl InputSet {
     /// Sample `index` of every input, each with a leading batch axis of 1.
     pub fn sample(&self, index: usize) -> Result<Vec<(String, Tensor)>, DataError> {
         if index >= self.len {
-            return Err(DataError::SampleOutOfRange {
-                file: self.origin.clone(),
-                index,
-                len: self.len,
-            });
+            return Err(DataError::SampleOutOfRange { file: self.origin.clone(), index, len: self.len });
         }
         self.inputs
             .iter()
@@ -184,9 +168,7 @@ impl InputSet {
     /// The first `n` samples (all of them if `n >= len`). `n = 0` is an error.
     pub fn take(&self, n: usize) -> Result<InputSet, DataError> {
         if n == 0 {
-            return Err(DataError::NoSamples {
-                file: self.origin.clone(),
-            });
+            return Err(DataError::NoSamples { file: self.origin.clone() });
         }
         let n = n.min(self.len);
         let inputs = self
@@ -200,12 +182,7 @@ impl InputSet {
                 Ok((name.clone(), part))
             })
             .collect::<Result<Vec<_>, DataError>>()?;
-        Ok(InputSet {
-            origin: self.origin.clone(),
-            inputs,
-            labels: self.labels.as_ref().map(|l| l.truncated(n)),
-            len: n,
-        })
+        Ok(InputSet { origin: self.origin.clone(), inputs, labels: self.labels.as_ref().map(|l| l.truncated(n)), len: n })
     }
 
     /// Checks the set against the model's declared inputs: every declared input is present, no
@@ -214,11 +191,7 @@ impl InputSet {
     pub fn check_shapes(&self, declared: &[InputShape]) -> Result<(), DataError> {
         let declared_names: Vec<String> = declared.iter().map(|(n, _)| n.clone()).collect();
         if let Some(name) = self.input_names().find(|n| !declared_names.iter().any(|d| d == n)) {
-            return Err(DataError::UnexpectedKey {
-                file: self.origin.clone(),
-                key: name.to_string(),
-                expected: declared_names,
-            });
+            return Err(DataError::UnexpectedKey { file: self.origin.clone(), key: name.to_string(), expected: declared_names });
         }
         for (name, shape) in declared {
             let Some(tensor) = self.input(name) else {
@@ -269,16 +242,10 @@ fn labels_from(array: npy::NpyArray, file: &str) -> Result<Labels, DataError> {
                     expected: "integer class indices or strings",
                 });
             }
-            let as_i64 = t.cast_to::<i64>().map_err(|e| DataError::Format {
-                file: file.to_string(),
-                what: format!("`labels`: {e}"),
-            })?;
+            let as_i64 = t.cast_to::<i64>().map_err(|e| DataError::Format { file: file.to_string(), what: format!("`labels`: {e}") })?;
             let values = as_i64
                 .to_plain_array_view::<i64>()
-                .map_err(|e| DataError::Format {
-                    file: file.to_string(),
-                    what: format!("`labels`: {e}"),
-                })?
+                .map_err(|e| DataError::Format { file: file.to_string(), what: format!("`labels`: {e}") })?
                 .iter()
                 .copied()
                 .collect();
@@ -311,10 +278,7 @@ pub(crate) mod test_util {
 
     /// Builds a version-1.0 `.npy` byte stream by hand (header padded to 64 bytes).
     pub(crate) fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-        let mut header = format!(
-            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-            if fortran { "True" } else { "False" }
-        );
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
         }
@@ -357,23 +321,14 @@ mod tests {
         assert_eq!(s[0].0, "x");
         assert_eq!(s[0].1.shape(), &[1, 2]);
         assert_eq!(values::<f32>(&s[0].1), vec![2.0, 3.0]);
-        assert!(matches!(
-            set.sample(3),
-            Err(DataError::SampleOutOfRange { index: 3, len: 3, .. })
-        ));
+        assert!(matches!(set.sample(3), Err(DataError::SampleOutOfRange { index: 3, len: 3, .. })));
     }
 
     #[test]
     fn new_rejects_inconsistent_sets() {
         let two = vec![("a".into(), t(&[3, 2])), ("b".into(), t(&[4, 2]))];
-        assert!(matches!(
-            InputSet::new("mem", two, None),
-            Err(DataError::SampleCountMismatch { found: 4, expected: 3, .. })
-        ));
-        assert!(matches!(
-            InputSet::new("mem", vec![("a".into(), t(&[0, 2]))], None),
-            Err(DataError::NoSamples { .. })
-        ));
+        assert!(matches!(InputSet::new("mem", two, None), Err(DataError::SampleCountMismatch { found: 4, expected: 3, .. })));
+        assert!(matches!(InputSet::new("mem", vec![("a".into(), t(&[0, 2]))], None), Err(DataError::NoSamples { .. })));
         assert!(matches!(
             InputSet::new("mem", vec![("a".into(), t(&[2]))], Some(Labels::Int(vec![1]))),
             Err(DataError::SampleCountMismatch { found: 1, expected: 2, .. })
@@ -400,9 +355,7 @@ mod tests {
         assert!(err.to_string().contains("f.npz") && err.to_string().contains("[1, 3, 5]"), "{err}");
         let err = set.check_shapes(&[("y".into(), vec![1, 3, 4])]).unwrap_err();
         assert!(matches!(err, DataError::UnexpectedKey { ref key, .. } if key == "x"), "{err}");
-        let err = set
-            .check_shapes(&[("x".into(), vec![1, 3, 4]), ("y".into(), vec![1])])
-            .unwrap_err();
+        let err = set.check_shapes(&[("x".into(), vec![1, 3, 4]), ("y".into(), vec![1])]).unwrap_err();
         assert!(matches!(err, DataError::MissingKey { ref key, .. } if key == "y"), "{err}");
         // The batch axis must be 1.
         assert!(set.check_shapes(&[("x".into(), vec![2, 3, 4])]).is_err());

@@ -23,22 +23,9 @@ pub(crate) enum NpyArray {
     Text { shape: Vec<usize>, values: Vec<String> },
 }
 
-impl NpyArray {
-    /// The length of axis 0 (1 for a scalar).
-    pub(crate) fn samples(&self) -> usize {
-        match self {
-            NpyArray::Tensor(t) => t.shape().first().copied().unwrap_or(1),
-            NpyArray::Text { shape, .. } => shape.first().copied().unwrap_or(1),
-        }
-    }
-}
-
 /// Reads one `.npy` stream. `file` and `key` are only used in error messages.
 pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str) -> Result<NpyArray, DataError> {
-    let format = |what: String| DataError::Format {
-        file: file.to_string(),
-        what: format!("array `{key}`: {what}"),
-    };
+    let format = |what: String| DataError::Format { file: file.to_string(), what: format!("array `{key}`: {what}") };
     let npy = NpyFile::new(reader).map_err(|e| format(format!("bad .npy header: {e}")))?;
     let shape = npy
         .shape()
@@ -72,21 +59,12 @@ pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str) -> Result<NpyA
         (TypeChar::Bool, 1) => tensor::<bool, R>(npy, &shape, fortran),
         (TypeChar::UnicodeStr, _) => {
             let values: Vec<String> = npy.into_vec().map_err(read_err)?;
-            return Ok(NpyArray::Text {
-                values: c_order(values, &shape, fortran).map_err(format)?,
-                shape,
-            });
+            return Ok(NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape });
         }
         (TypeChar::ByteStr, _) => {
             let raw: Vec<Vec<u8>> = npy.into_vec().map_err(read_err)?;
-            let values = raw
-                .into_iter()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .collect();
-            return Ok(NpyArray::Text {
-                values: c_order(values, &shape, fortran).map_err(format)?,
-                shape,
-            });
+            let values = raw.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
+            return Ok(NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape });
         }
         _ => return Err(unsupported()),
     };
@@ -147,14 +125,9 @@ mod tests {
     #[test]
     fn reads_fortran_order_as_c_order() {
         // The 2x3 matrix [[0,1,2],[3,4,5]] stored column-major: 0 3 1 4 2 5.
-        let data: Vec<u8> = [0i64, 3, 1, 4, 2, 5]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let data: Vec<u8> = [0i64, 3, 1, 4, 2, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
         let bytes = npy_bytes("<i8", true, "(2, 3)", &data);
-        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x").unwrap() else {
-            panic!("expected tensor")
-        };
+        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x").unwrap() else { panic!("expected tensor") };
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(values::<i64>(&t), vec![0, 1, 2, 3, 4, 5]);
     }
@@ -163,9 +136,7 @@ mod tests {
     fn reads_big_endian_f32() {
         let data: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
         let bytes = npy_bytes(">f4", false, "(2,)", &data);
-        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x").unwrap() else {
-            panic!("expected tensor")
-        };
+        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x").unwrap() else { panic!("expected tensor") };
         assert_eq!(values::<f32>(&t), vec![1.5, -2.0]);
     }
 

@@ -22,27 +22,20 @@ impl InputSet {
         let path = path.as_ref();
         let file_name = path.display().to_string();
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| DataError::Format {
-            file: file_name.clone(),
-            what: format!("not a valid .npz (zip) archive: {e}"),
-        })?;
+        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+            .map_err(|e| DataError::Format { file: file_name.clone(), what: format!("not a valid .npz (zip) archive: {e}") })?;
         let mut inputs = Vec::new();
         let mut labels = None;
         for index in 0..zip.len() {
-            let member = zip.by_index(index).map_err(|e| DataError::Format {
-                file: file_name.clone(),
-                what: format!("cannot read archive member #{index}: {e}"),
-            })?;
+            let member = zip
+                .by_index(index)
+                .map_err(|e| DataError::Format { file: file_name.clone(), what: format!("cannot read archive member #{index}: {e}") })?;
             if member.is_dir() {
                 continue;
             }
             let name = member.name().to_string();
             let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
-            let array = read_npy(
-                BufReader::with_capacity(READ_BUFFER, member),
-                &file_name,
-                &key,
-            )?;
+            let array = read_npy(BufReader::with_capacity(READ_BUFFER, member), &file_name, &key)?;
             if key == "labels" {
                 labels = Some(labels_from(array, &file_name)?);
             } else {
@@ -57,18 +50,11 @@ impl InputSet {
         let path = path.as_ref();
         let file_name = path.display().to_string();
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let array = read_npy(
-            BufReader::with_capacity(READ_BUFFER, file),
-            &file_name,
-            input_name,
-        )?;
+        let array = read_npy(BufReader::with_capacity(READ_BUFFER, file), &file_name, input_name)?;
         if let NpyArray::Tensor(t) = &array
             && t.rank() == 0
         {
-            return Err(DataError::Format {
-                file: file_name,
-                what: "a scalar array has no sample axis".into(),
-            });
+            return Err(DataError::Format { file: file_name, what: "a scalar array has no sample axis".into() });
         }
         let tensor = input_from(array, &file_name, input_name)?;
         InputSet::new(file_name, vec![(input_name.to_string(), tensor)], None)
@@ -89,8 +75,7 @@ mod tests {
     /// Writes an `.npz` with the given members (name, npy bytes), deflated.
     fn write_npz(path: &Path, members: &[(&str, Vec<u8>)]) {
         let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for (name, bytes) in members {
             zip.start_file(*name, options).unwrap();
             zip.write_all(bytes).unwrap();
@@ -162,9 +147,7 @@ mod tests {
         let set = InputSet::from_npz(shared.join("data/ocr_cls_eval.npz")).unwrap();
         assert_eq!(set.len(), 200);
         set.check_shapes(&[("x".into(), vec![1, 3, 48, 192])]).unwrap();
-        let Some(Labels::Int(labels)) = set.labels() else {
-            panic!("expected int labels")
-        };
+        let Some(Labels::Int(labels)) = set.labels() else { panic!("expected int labels") };
         assert!(labels.iter().all(|&l| l == 0 || l == 1));
         assert!(labels.contains(&0) && labels.contains(&1));
         // Pixels are preprocessed to [-1, 1].
@@ -180,9 +163,7 @@ mod tests {
         let set = InputSet::from_npz(shared.join("data/ocr_rec_eval.npz")).unwrap();
         assert_eq!(set.len(), 64);
         set.check_shapes(&[("x".into(), vec![1, 3, 48, 320])]).unwrap();
-        let Some(Labels::Text(labels)) = set.labels() else {
-            panic!("expected text labels")
-        };
+        let Some(Labels::Text(labels)) = set.labels() else { panic!("expected text labels") };
         assert_eq!(labels.len(), 64);
         assert!(labels.iter().all(|l| !l.is_empty() && !l.contains('\0')));
         let err = set.check_shapes(&[("x".into(), vec![1, 3, 48, 192])]).unwrap_err();

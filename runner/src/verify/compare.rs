@@ -6,9 +6,8 @@ use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::metrics::{
-    Agreement, Charset, Fidelity, FidelityAccumulator, LabeledAccuracy, MaskIou, argmax,
-    argmax_agreement, ctc_greedy_decode, exact_string_accuracy, labeled_accuracy, mask_iou,
-    sequence_agreement, top1_agreement, topk_agreement,
+    Agreement, Charset, Fidelity, FidelityAccumulator, LabeledAccuracy, MaskIou, argmax, argmax_agreement, ctc_greedy_decode,
+    exact_string_accuracy, labeled_accuracy, mask_iou, sequence_agreement, top1_agreement, topk_agreement,
 };
 use super::{Runnable, VerifyError, json, run_all};
 use crate::data::{InputSet, Labels};
@@ -32,13 +31,7 @@ pub struct CompareOptions {
 
 impl Default for CompareOptions {
     fn default() -> Self {
-        CompareOptions {
-            top_k: 5,
-            argmax_axis: None,
-            mask_threshold: None,
-            ctc: false,
-            charset: None,
-        }
+        CompareOptions { top_k: 5, argmax_axis: None, mask_threshold: None, ctc: false, charset: None }
     }
 }
 
@@ -99,11 +92,7 @@ pub fn compare_models(
 ) -> Result<Comparison, VerifyError> {
     if original.output_names() != candidate.output_names() {
         return Err(VerifyError::OutputMismatch {
-            what: format!(
-                "original outputs {:?}, candidate outputs {:?}",
-                original.output_names(),
-                candidate.output_names()
-            ),
+            what: format!("original outputs {:?}, candidate outputs {:?}", original.output_names(), candidate.output_names()),
         });
     }
     let mut options = options.clone();
@@ -128,14 +117,10 @@ pub fn compare(
     if let Some(l) = labels
         && l.len() != reference.len()
     {
-        return Err(VerifyError::InvalidOption {
-            what: format!("{} labels for {} samples", l.len(), reference.len()),
-        });
+        return Err(VerifyError::InvalidOption { what: format!("{} labels for {} samples", l.len(), reference.len()) });
     }
     if options.top_k == 0 {
-        return Err(VerifyError::InvalidOption {
-            what: "top_k must be at least 1".into(),
-        });
+        return Err(VerifyError::InvalidOption { what: "top_k must be at least 1".into() });
     }
     let mut notes = Vec::new();
     let mut overall = FidelityAccumulator::default();
@@ -163,37 +148,27 @@ pub fn compare(
         if let Some(classes) = classifier_classes(&shape) {
             out.top1_agreement = Some(sum(&refs, &cands, |r, c| top1_agreement(r, c, classes)));
             out.top_k = Some(options.top_k.min(classes));
-            out.topk_agreement = Some(sum(&refs, &cands, |r, c| {
-                topk_agreement(r, c, classes, options.top_k)
-            }));
+            out.topk_agreement = Some(sum(&refs, &cands, |r, c| topk_agreement(r, c, classes, options.top_k)));
             if let (Some(Labels::Int(labels)), false) = (labels, labels_used) {
-                let preds = |outs: &[&ArrayD<f32>]| {
-                    outs.iter().map(|a| argmax(a.iter())).collect::<Vec<_>>()
-                };
-                out.labeled_accuracy =
-                    Some(labeled_accuracy(labels, &preds(&refs), &preds(&cands)));
+                let preds = |outs: &[&ArrayD<f32>]| outs.iter().map(|a| argmax(a.iter())).collect::<Vec<_>>();
+                out.labeled_accuracy = Some(labeled_accuracy(labels, &preds(&refs), &preds(&cands)));
                 labels_used = true;
             }
         }
         if let Some(axis) = options.argmax_axis {
             match resolve_axis(axis, shape.len()) {
                 Some(a) => {
-                    out.argmax_agreement = Some(refs.iter().zip(&cands).fold(
-                        Agreement::default(),
-                        |acc, (r, c)| acc.merge(argmax_agreement(&r.view(), &c.view(), a)),
-                    ));
+                    out.argmax_agreement = Some(
+                        refs.iter()
+                            .zip(&cands)
+                            .fold(Agreement::default(), |acc, (r, c)| acc.merge(argmax_agreement(&r.view(), &c.view(), a))),
+                    );
                 }
-                None => notes.push(format!(
-                    "{name}: argmax axis {axis} does not exist in shape {shape:?}"
-                )),
+                None => notes.push(format!("{name}: argmax axis {axis} does not exist in shape {shape:?}")),
             }
         }
         if let Some(t) = options.mask_threshold {
-            out.mask_iou = refs
-                .iter()
-                .zip(&cands)
-                .map(|(r, c)| mask_iou(&slice(r), &slice(c), t))
-                .reduce(MaskIou::merge);
+            out.mask_iou = refs.iter().zip(&cands).map(|(r, c)| mask_iou(&slice(r), &slice(c), t)).reduce(MaskIou::merge);
         }
         if options.ctc && o == 0 {
             out.ctc = Some(ctc(&refs, &cands, &shape, labels, options, &mut notes)?);
@@ -202,46 +177,26 @@ pub fn compare(
         outputs.push(out);
     }
     match labels {
-        Some(Labels::Int(_)) if !labels_used => {
-            notes.push("integer labels given but no output holds one score vector per sample".into())
+        Some(Labels::Int(_)) if !labels_used => notes.push("integer labels given but no output holds one score vector per sample".into()),
+        Some(Labels::Text(_)) if !labels_used && !options.ctc => {
+            notes.push("text labels need CTC decoding (ctc option) and a charset to be scored".into())
         }
-        Some(Labels::Text(_)) if !labels_used && !options.ctc => notes.push(
-            "text labels need CTC decoding (ctc option) and a charset to be scored".into(),
-        ),
         _ => {}
     }
-    Ok(Comparison {
-        samples: reference.len(),
-        overall: overall.finish(),
-        outputs,
-        notes,
-    })
+    Ok(Comparison { samples: reference.len(), overall: overall.finish(), outputs, notes })
 }
 
-fn check_shapes(
-    reference: &[Vec<ArrayD<f32>>],
-    candidate: &[Vec<ArrayD<f32>>],
-    names: &[String],
-) -> Result<(), VerifyError> {
+fn check_shapes(reference: &[Vec<ArrayD<f32>>], candidate: &[Vec<ArrayD<f32>>], names: &[String]) -> Result<(), VerifyError> {
     let mismatch = |what: String| Err(VerifyError::OutputMismatch { what });
     if reference.len() != candidate.len() {
-        return mismatch(format!(
-            "{} reference samples, {} candidate samples",
-            reference.len(),
-            candidate.len()
-        ));
+        return mismatch(format!("{} reference samples, {} candidate samples", reference.len(), candidate.len()));
     }
     if reference.is_empty() {
         return mismatch("no samples to compare".into());
     }
     for (i, (r, c)) in reference.iter().zip(candidate).enumerate() {
         if r.len() != names.len() || c.len() != names.len() {
-            return mismatch(format!(
-                "sample {i}: {} reference and {} candidate outputs for {} names",
-                r.len(),
-                c.len(),
-                names.len()
-            ));
+            return mismatch(format!("sample {i}: {} reference and {} candidate outputs for {} names", r.len(), c.len(), names.len()));
         }
         for (o, ((a, b), name)) in r.iter().zip(c).zip(names).enumerate() {
             let first = reference[0][o].shape();
@@ -280,14 +235,8 @@ fn slice(a: &ArrayD<f32>) -> Cow<'_, [f32]> {
     }
 }
 
-fn sum(
-    refs: &[&ArrayD<f32>],
-    cands: &[&ArrayD<f32>],
-    f: impl Fn(&[f32], &[f32]) -> Agreement,
-) -> Agreement {
-    refs.iter()
-        .zip(cands)
-        .fold(Agreement::default(), |acc, (r, c)| acc.merge(f(&slice(r), &slice(c))))
+fn sum(refs: &[&ArrayD<f32>], cands: &[&ArrayD<f32>], f: impl Fn(&[f32], &[f32]) -> Agreement) -> Agreement {
+    refs.iter().zip(cands).fold(Agreement::default(), |acc, (r, c)| acc.merge(f(&slice(r), &slice(c))))
 }
 
 /// Number of classes when the output holds one score vector per sample: exactly one axis
@@ -311,11 +260,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
 
 fn ctc(
@@ -329,22 +274,12 @@ fn ctc(
     let classes = match shape {
         [1, _, c] if *c > 1 => *c,
         _ => {
-            return Err(VerifyError::InvalidOption {
-                what: format!("CTC needs an output of shape [1, T, classes], found {shape:?}"),
-            });
+            return Err(VerifyError::InvalidOption { what: format!("CTC needs an output of shape [1, T, classes], found {shape:?}") });
         }
     };
-    let decode = |outs: &[&ArrayD<f32>]| {
-        outs.iter()
-            .map(|a| ctc_greedy_decode(&slice(a), classes))
-            .collect::<Vec<_>>()
-    };
+    let decode = |outs: &[&ArrayD<f32>]| outs.iter().map(|a| ctc_greedy_decode(&slice(a), classes)).collect::<Vec<_>>();
     let (r, c) = (decode(refs), decode(cands));
-    let mut result = CtcComparison {
-        sequence_agreement: sequence_agreement(&r, &c),
-        reference_accuracy: None,
-        candidate_accuracy: None,
-    };
+    let mut result = CtcComparison { sequence_agreement: sequence_agreement(&r, &c), reference_accuracy: None, candidate_accuracy: None };
     match (labels, &options.charset) {
         (Some(Labels::Text(labels)), Some(charset)) => {
             if charset.num_classes() != classes {
@@ -355,15 +290,11 @@ fn ctc(
                     ),
                 });
             }
-            let text = |seqs: &[Vec<usize>]| {
-                seqs.iter().map(|s| charset.decode(s)).collect::<Vec<_>>()
-            };
+            let text = |seqs: &[Vec<usize>]| seqs.iter().map(|s| charset.decode(s)).collect::<Vec<_>>();
             result.reference_accuracy = Some(exact_string_accuracy(&text(&r), labels));
             result.candidate_accuracy = Some(exact_string_accuracy(&text(&c), labels));
         }
-        (Some(Labels::Text(_)), None) => {
-            notes.push("CTC: no charset (model metadata `character`), strings not scored".into())
-        }
+        (Some(Labels::Text(_)), None) => notes.push("CTC: no charset (model metadata `character`), strings not scored".into()),
         _ => {}
     }
     Ok(result)
@@ -381,14 +312,8 @@ mod tests {
     #[test]
     fn classifier_outputs_get_agreement_and_labels() {
         let names = vec!["prob".to_string()];
-        let r = vec![
-            vec![arr(&[1, 3], &[0.7, 0.2, 0.1])],
-            vec![arr(&[1, 3], &[0.1, 0.3, 0.6])],
-        ];
-        let c = vec![
-            vec![arr(&[1, 3], &[0.6, 0.3, 0.1])],
-            vec![arr(&[1, 3], &[0.1, 0.5, 0.4])],
-        ];
+        let r = vec![vec![arr(&[1, 3], &[0.7, 0.2, 0.1])], vec![arr(&[1, 3], &[0.1, 0.3, 0.6])]];
+        let c = vec![vec![arr(&[1, 3], &[0.6, 0.3, 0.1])], vec![arr(&[1, 3], &[0.1, 0.5, 0.4])]];
         let labels = Labels::Int(vec![0, 2]);
         let opts = CompareOptions { top_k: 2, ..CompareOptions::default() };
         let cmp = compare(&r, &c, &names, Some(&labels), &opts).unwrap();
@@ -408,20 +333,13 @@ mod tests {
         // 3 classes: blank, "a", space. Reference decodes "a", candidate decodes "a a".
         let names = vec!["probs".to_string()];
         let one_hot = |seq: &[usize]| {
-            let v: Vec<f32> = seq
-                .iter()
-                .flat_map(|&i| (0..3).map(move |k| if k == i { 1.0 } else { 0.0 }))
-                .collect();
+            let v: Vec<f32> = seq.iter().flat_map(|&i| (0..3).map(move |k| if k == i { 1.0 } else { 0.0 })).collect();
             arr(&[1, seq.len(), 3], &v)
         };
         let r = vec![vec![one_hot(&[1, 1, 0, 0])]];
         let c = vec![vec![one_hot(&[1, 2, 1, 0])]];
         let labels = Labels::Text(vec!["a".into()]);
-        let opts = CompareOptions {
-            ctc: true,
-            charset: Some(Charset::from_character_list("a")),
-            ..CompareOptions::default()
-        };
+        let opts = CompareOptions { ctc: true, charset: Some(Charset::from_character_list("a")), ..CompareOptions::default() };
         let cmp = compare(&r, &c, &names, Some(&labels), &opts).unwrap();
         let ctc = cmp.outputs[0].ctc.as_ref().unwrap();
         assert_eq!(ctc.sequence_agreement, Agreement::new(0, 1));
@@ -436,12 +354,8 @@ mod tests {
     fn mask_argmax_and_mismatch() {
         let names = vec!["map".to_string()];
         let r = vec![vec![arr(&[1, 1, 2, 2], &[0.9, 0.1, 0.8, 0.0])]];
-        let c = vec![vec![arr(&[1, 1, 2, 2], &[0.9, 0.5, 0.1, 0.0])]];
-        let opts = CompareOptions {
-            mask_threshold: Some(0.3),
-            argmax_axis: Some(-1),
-            ..CompareOptions::default()
-        };
+        let c = vec![vec![arr(&[1, 1, 2, 2], &[0.9, 0.5, 0.1, 0.2])]];
+        let opts = CompareOptions { mask_threshold: Some(0.3), argmax_axis: Some(-1), ..CompareOptions::default() };
         let cmp = compare(&r, &c, &names, None, &opts).unwrap();
         let o = &cmp.outputs[0];
         let m = o.mask_iou.unwrap();
@@ -449,10 +363,7 @@ mod tests {
         assert_eq!(o.argmax_agreement, Some(Agreement::new(1, 2)));
         assert_eq!(o.top1_agreement, None);
         let wrong = vec![vec![arr(&[1, 4], &[0.0; 4])]];
-        assert!(matches!(
-            compare(&r, &wrong, &names, None, &opts),
-            Err(VerifyError::OutputMismatch { .. })
-        ));
+        assert!(matches!(compare(&r, &wrong, &names, None, &opts), Err(VerifyError::OutputMismatch { .. })));
     }
 
     #[test]

@@ -14,11 +14,7 @@ use serde::Serializer;
 
 /// Writes a finite `f64` as a number and `±inf`/NaN as `null`.
 pub fn finite_or_null<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-    if value.is_finite() {
-        serializer.serialize_f64(*value)
-    } else {
-        serializer.serialize_none()
-    }
+    if value.is_finite() { serializer.serialize_f64(*value) } else { serializer.serialize_none() }
 }
 
 #[cfg(test)]

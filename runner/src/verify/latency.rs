@@ -42,13 +42,7 @@ pub struct LatencyOptions {
 
 impl Default for LatencyOptions {
     fn default() -> Self {
-        LatencyOptions {
-            warmup: 3,
-            runs: 30,
-            threads: 1,
-            bootstrap_resamples: 2000,
-            seed: 0,
-        }
+        LatencyOptions { warmup: 3, runs: 30, threads: 1, bootstrap_resamples: 2000, seed: 0 }
     }
 }
 
@@ -123,24 +117,14 @@ pub fn measure_latency(
 fn check_options(o: &LatencyOptions) -> Result<(), VerifyError> {
     if o.threads != 1 {
         return Err(VerifyError::Unsupported {
-            what: format!(
-                "{} threads: tract is built single-threaded here (no multithread-mm feature)",
-                o.threads
-            ),
+            what: format!("{} threads: tract is built single-threaded here (no multithread-mm feature)", o.threads),
         });
     }
     if o.runs < 2 {
-        return Err(VerifyError::InvalidOption {
-            what: format!("latency runs = {}, need at least 2", o.runs),
-        });
+        return Err(VerifyError::InvalidOption { what: format!("latency runs = {}, need at least 2", o.runs) });
     }
     if o.bootstrap_resamples < 100 {
-        return Err(VerifyError::InvalidOption {
-            what: format!(
-                "bootstrap resamples = {}, need at least 100",
-                o.bootstrap_resamples
-            ),
-        });
+        return Err(VerifyError::InvalidOption { what: format!("bootstrap resamples = {}, need at least 100", o.bootstrap_resamples) });
     }
     Ok(())
 }
@@ -201,12 +185,7 @@ fn median(values: &[f64]) -> f64 {
 
 /// 95% percentile-bootstrap interval of `median(candidate) / median(original)`, resampling
 /// iteration indices (pairs) with replacement.
-pub fn bootstrap_ratio_ci(
-    original: &[f64],
-    candidate: &[f64],
-    resamples: usize,
-    seed: u64,
-) -> (f64, f64) {
+pub fn bootstrap_ratio_ci(original: &[f64], candidate: &[f64], resamples: usize, seed: u64) -> (f64, f64) {
     assert_eq!(original.len(), candidate.len(), "bootstrap: unpaired times");
     let n = original.len();
     if n == 0 || resamples == 0 {

@@ -16,9 +16,7 @@ mod latency;
 pub mod metrics;
 mod model;
 
-pub use compare::{
-    CompareOptions, Comparison, CtcComparison, OutputComparison, compare, compare_models,
-};
+pub use compare::{CompareOptions, Comparison, CtcComparison, OutputComparison, compare, compare_models};
 pub use latency::{LatencyOptions, LatencyRatio, LatencyReport, LatencyStats, measure_latency};
 pub use model::{ModelInput, Runnable, load_model, run_all};
 
@@ -37,10 +35,7 @@ pub enum VerifyError {
 
     /// A shape was given for a name that is not a model input.
     #[error("`{name}` is not an input of the model (inputs: {})", model_inputs.join(", "))]
-    UnknownInput {
-        name: String,
-        model_inputs: Vec<String>,
-    },
+    UnknownInput { name: String, model_inputs: Vec<String> },
 
     /// A model input was given no concrete shape.
     #[error("no shape given for model input `{name}`")]
@@ -48,26 +43,15 @@ pub enum VerifyError {
 
     /// A sample lacks a model input.
     #[error("sample has no input `{input}` (has: {})", available.join(", "))]
-    MissingInput {
-        input: String,
-        available: Vec<String>,
-    },
+    MissingInput { input: String, available: Vec<String> },
 
     /// A shape contradicts the one the model declares or was fixed to.
     #[error("input `{input}`: shape {found:?} does not fit the model's {expected}")]
-    InputShape {
-        input: String,
-        expected: String,
-        found: Vec<usize>,
-    },
+    InputShape { input: String, expected: String, found: Vec<usize> },
 
     /// An input's element type cannot be converted to the model's.
     #[error("input `{input}`: element type {found}, the model expects {expected}")]
-    InputDtype {
-        input: String,
-        expected: String,
-        found: String,
-    },
+    InputDtype { input: String, expected: String, found: String },
 
     /// A failure while running sample `index`.
     #[error("sample {index}: {error}")]

@@ -44,25 +44,13 @@ pub struct Runnable {
 ///
 /// Every model input needs a shape; a shape for a name that is not a model input is an error.
 pub fn load_model(bytes: &[u8], input_shapes: &[InputShape]) -> Result<Runnable, VerifyError> {
-    let onnx = tract_onnx::onnx()
-        .with_ignore_output_shapes(true)
-        .with_ignore_value_info(true);
-    let mut model = guarded("parsing the ONNX model", || {
-        onnx.model_for_read(&mut &bytes[..])
-    })?;
+    let onnx = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_value_info(true);
+    let mut model = guarded("parsing the ONNX model", || onnx.model_for_read(&mut &bytes[..]))?;
 
-    let input_names = guarded("listing model inputs", || {
-        Ok(model
-            .input_outlets()?
-            .iter()
-            .map(|o| model.node(o.node).name.clone())
-            .collect::<Vec<_>>())
-    })?;
+    let input_names =
+        guarded("listing model inputs", || Ok(model.input_outlets()?.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>()))?;
     if let Some((name, _)) = input_shapes.iter().find(|(n, _)| !input_names.contains(n)) {
-        return Err(VerifyError::UnknownInput {
-            name: name.clone(),
-            model_inputs: input_names,
-        });
+        return Err(VerifyError::UnknownInput { name: name.clone(), model_inputs: input_names });
     }
     let mut inputs = Vec::with_capacity(input_names.len());
     for (ix, name) in input_names.iter().enumerate() {
@@ -72,26 +60,15 @@ pub fn load_model(bytes: &[u8], input_shapes: &[InputShape]) -> Result<Runnable,
         let declared = guarded("reading an input fact", || Ok(model.input_fact(ix)?.clone()))?;
         check_declared_shape(name, &declared, shape)?;
         let datum_type = declared.datum_type.concretize().unwrap_or(DatumType::F32);
-        guarded("fixing an input fact", || {
-            model.set_input_fact(ix, InferenceFact::dt_shape(datum_type, shape.as_slice()))
-        })?;
-        inputs.push(ModelInput {
-            name: name.clone(),
-            datum_type,
-            shape: shape.clone(),
-        });
+        guarded("fixing an input fact", || model.set_input_fact(ix, InferenceFact::dt_shape(datum_type, shape.as_slice())))?;
+        inputs.push(ModelInput { name: name.clone(), datum_type, shape: shape.clone() });
     }
 
     let (output_names, metadata) = guarded("reading outputs and metadata", || {
         let names = model
             .output_outlets()?
             .iter()
-            .map(|&o| {
-                model
-                    .outlet_label(o)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| model.node(o.node).name.clone())
-            })
+            .map(|&o| model.outlet_label(o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone()))
             .collect::<Vec<_>>();
         let metadata = model
             .properties
@@ -105,31 +82,16 @@ pub fn load_model(bytes: &[u8], input_shapes: &[InputShape]) -> Result<Runnable,
         Ok((names, metadata))
     })?;
 
-    let typed = guarded("analysing the model (shapes and types)", move || {
-        model.into_typed()
-    })?;
+    let typed = guarded("analysing the model (shapes and types)", move || model.into_typed())?;
     let optimized = guarded("optimizing the model", move || typed.into_optimized())?;
     let plan = guarded("building the execution plan", move || optimized.into_runnable())?;
-    Ok(Runnable {
-        plan,
-        inputs,
-        output_names,
-        metadata,
-    })
+    Ok(Runnable { plan, inputs, output_names, metadata })
 }
 
 /// Fails early, with names, when the model declares a rank or a fixed dimension that `shape`
 /// contradicts (tract's own message would come from deep inside analysis).
-fn check_declared_shape(
-    name: &str,
-    declared: &InferenceFact,
-    shape: &[usize],
-) -> Result<(), VerifyError> {
-    let mismatch = || VerifyError::InputShape {
-        input: name.to_string(),
-        expected: format!("{:?}", declared.shape),
-        found: shape.to_vec(),
-    };
+fn check_declared_shape(name: &str, declared: &InferenceFact, shape: &[usize]) -> Result<(), VerifyError> {
+    let mismatch = || VerifyError::InputShape { input: name.to_string(), expected: format!("{:?}", declared.shape), found: shape.to_vec() };
     if let Some(rank) = declared.shape.rank().concretize()
         && usize::try_from(rank).ok() != Some(shape.len())
     {
@@ -167,11 +129,7 @@ impl Runnable {
     pub fn run(&self, sample: &[(String, Tensor)]) -> Result<Vec<ArrayD<f32>>, VerifyError> {
         let inputs = self.prepare(sample)?;
         let outputs = guarded("running the model", || self.plan.run(inputs))?;
-        outputs
-            .into_iter()
-            .zip(&self.output_names)
-            .map(|(value, name)| to_f32(value.into_tensor(), name))
-            .collect()
+        outputs.into_iter().zip(&self.output_names).map(|(value, name)| to_f32(value.into_tensor(), name)).collect()
     }
 
     /// Orders and type-checks a sample for the plan. Inputs are matched by name. An element type
@@ -198,8 +156,7 @@ impl Runnable {
                 if have == want {
                     return Ok(tensor.clone().into_tvalue());
                 }
-                let compatible = (have.is_float() && want.is_float())
-                    || (have.is_integer() && want.is_integer());
+                let compatible = (have.is_float() && want.is_float()) || (have.is_integer() && want.is_integer());
                 if !compatible {
                     return Err(VerifyError::InputDtype {
                         input: input.name.clone(),
@@ -207,9 +164,7 @@ impl Runnable {
                         found: format!("{have:?}"),
                     });
                 }
-                let cast = guarded("converting an input", || {
-                    Ok(tensor.cast_to_dt(want)?.into_owned())
-                })?;
+                let cast = guarded("converting an input", || Ok(tensor.cast_to_dt(want)?.into_owned()))?;
                 Ok(cast.into_tvalue())
             })
             .collect()
@@ -228,10 +183,7 @@ pub fn run_all(model: &Runnable, data: &InputSet) -> Result<Vec<Vec<ArrayD<f32>>
         .into_par_iter()
         .map(|i| {
             let sample = data.sample(i)?;
-            model.run(&sample).map_err(|e| VerifyError::Sample {
-                index: i,
-                error: Box::new(e),
-            })
+            model.run(&sample).map_err(|e| VerifyError::Sample { index: i, error: Box::new(e) })
         })
         .collect()
 }
@@ -250,10 +202,7 @@ fn to_f32(tensor: Tensor, output: &str) -> Result<ArrayD<f32>, VerifyError> {
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T, VerifyError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(VerifyError::Tract {
-            what: what.to_string(),
-            message: format!("{error:#}"),
-        }),
+        Ok(Err(error)) => Err(VerifyError::Tract { what: what.to_string(), message: format!("{error:#}") }),
         Err(payload) => Err(VerifyError::TractPanic {
             what: what.to_string(),
             message: payload

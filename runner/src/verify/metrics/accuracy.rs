@@ -33,11 +33,7 @@ pub struct LabeledAccuracy {
 
 /// Accuracy of the predicted class indices against `labels`. Panics if the lengths differ or
 /// are 0.
-pub fn labeled_accuracy(
-    labels: &[i64],
-    reference: &[usize],
-    candidate: &[usize],
-) -> LabeledAccuracy {
+pub fn labeled_accuracy(labels: &[i64], reference: &[usize], candidate: &[usize]) -> LabeledAccuracy {
     assert!(
         !labels.is_empty() && labels.len() == reference.len() && labels.len() == candidate.len(),
         "labeled accuracy: need one prediction per label"
@@ -55,12 +51,7 @@ pub fn labeled_accuracy(
         .into_iter()
         .map(|(label, (n, r, c))| {
             let (reference, candidate) = (Agreement::new(r, n), Agreement::new(c, n));
-            ClassAccuracy {
-                label,
-                reference,
-                candidate,
-                drop: reference.rate - candidate.rate,
-            }
+            ClassAccuracy { label, reference, candidate, drop: reference.rate - candidate.rate }
         })
         .collect();
     let worst = per_class
@@ -70,9 +61,7 @@ pub fn labeled_accuracy(
             _ => Some(c),
         })
         .copied();
-    let (total_r, total_c) = per_class.iter().fold((0, 0), |(r, c), k| {
-        (r + k.reference.matches, c + k.candidate.matches)
-    });
+    let (total_r, total_c) = per_class.iter().fold((0, 0), |(r, c), k| (r + k.reference.matches, c + k.candidate.matches));
     LabeledAccuracy {
         reference: Agreement::new(total_r, labels.len()),
         candidate: Agreement::new(total_c, labels.len()),

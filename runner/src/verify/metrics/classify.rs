@@ -45,37 +45,18 @@ pub fn top1_agreement(reference: &[f32], candidate: &[f32], classes: usize) -> A
 /// Fraction of score rows where the reference's top-1 class is among the candidate's top `k`
 /// classes (`k` is clamped to the number of classes; `k = 1` is top-1 agreement).
 pub fn topk_agreement(reference: &[f32], candidate: &[f32], classes: usize, k: usize) -> Agreement {
-    rows(reference, candidate, classes, |r, c| {
-        top_k(c, k.max(1)).contains(&argmax(r))
-    })
+    rows(reference, candidate, classes, |r, c| top_k(c, k.max(1)).contains(&argmax(r)))
 }
 
-fn rows(
-    reference: &[f32],
-    candidate: &[f32],
-    classes: usize,
-    agree: impl Fn(&[f32], &[f32]) -> bool,
-) -> Agreement {
+fn rows(reference: &[f32], candidate: &[f32], classes: usize, agree: impl Fn(&[f32], &[f32]) -> bool) -> Agreement {
     assert_eq!(reference.len(), candidate.len(), "agreement: length mismatch");
-    assert!(
-        classes > 0 && reference.len() % classes == 0,
-        "agreement: {} values are not rows of {classes}",
-        reference.len()
-    );
-    let matches = reference
-        .chunks(classes)
-        .zip(candidate.chunks(classes))
-        .filter(|(r, c)| agree(r, c))
-        .count();
+    assert!(classes > 0 && reference.len().is_multiple_of(classes), "agreement: {} values are not rows of {classes}", reference.len());
+    let matches = reference.chunks(classes).zip(candidate.chunks(classes)).filter(|(r, c)| agree(r, c)).count();
     Agreement::new(matches, reference.len() / classes)
 }
 
 /// Fraction of positions whose argmax along `axis` is the same (e.g. per-pixel class maps).
-pub fn argmax_agreement(
-    reference: &ArrayViewD<f32>,
-    candidate: &ArrayViewD<f32>,
-    axis: usize,
-) -> Agreement {
+pub fn argmax_agreement(reference: &ArrayViewD<f32>, candidate: &ArrayViewD<f32>, axis: usize) -> Agreement {
     assert_eq!(reference.shape(), candidate.shape(), "argmax agreement: shape mismatch");
     let r = reference.map_axis(Axis(axis), |lane| argmax(lane.iter()));
     let c = candidate.map_axis(Axis(axis), |lane| argmax(lane.iter()));

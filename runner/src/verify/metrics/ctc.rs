@@ -12,11 +12,7 @@ use super::classify::argmax;
 /// Greedy CTC decode of scores laid out as rows of `classes` values (one row per time step,
 /// leading axes flattened): the class sequence without repeats and blanks.
 pub fn ctc_greedy_decode(scores: &[f32], classes: usize) -> Vec<usize> {
-    assert!(
-        classes > 0 && scores.len() % classes == 0,
-        "ctc: {} values are not rows of {classes}",
-        scores.len()
-    );
+    assert!(classes > 0 && scores.len().is_multiple_of(classes), "ctc: {} values are not rows of {classes}", scores.len());
     let mut out = Vec::new();
     let mut previous = None;
     for row in scores.chunks(classes) {
@@ -39,11 +35,7 @@ pub fn sequence_agreement(reference: &[Vec<usize>], candidate: &[Vec<usize>]) ->
 /// Fraction of decoded strings equal to their label (both trimmed).
 pub fn exact_string_accuracy(decoded: &[String], labels: &[String]) -> Agreement {
     assert_eq!(decoded.len(), labels.len(), "ctc: label count mismatch");
-    let matches = decoded
-        .iter()
-        .zip(labels)
-        .filter(|(d, l)| d.trim() == l.trim())
-        .count();
+    let matches = decoded.iter().zip(labels).filter(|(d, l)| d.trim() == l.trim()).count();
     Agreement::new(matches, decoded.len())
 }
 
@@ -69,14 +61,7 @@ impl Charset {
 
     /// The text of a decoded sequence; an index past the charset becomes U+FFFD.
     pub fn decode(&self, sequence: &[usize]) -> String {
-        sequence
-            .iter()
-            .map(|&i| {
-                i.checked_sub(1)
-                    .and_then(|j| self.symbols.get(j))
-                    .map_or("\u{FFFD}", String::as_str)
-            })
-            .collect()
+        sequence.iter().map(|&i| i.checked_sub(1).and_then(|j| self.symbols.get(j)).map_or("\u{FFFD}", String::as_str)).collect()
     }
 }
 
@@ -86,9 +71,7 @@ mod tests {
 
     /// One-hot rows over 4 classes for the given argmax sequence.
     fn one_hot(seq: &[usize]) -> Vec<f32> {
-        seq.iter()
-            .flat_map(|&i| (0..4).map(move |c| if c == i { 1.0 } else { 0.0 }))
-            .collect()
+        seq.iter().flat_map(|&i| (0..4).map(move |c| if c == i { 1.0 } else { 0.0 })).collect()
     }
 
     #[test]

@@ -31,11 +31,7 @@ pub struct Fidelity {
 /// SQNR in dB from the summed signal power Σ ref² and noise power Σ (ref - cand)²:
 /// `+inf` when the noise is 0, `-inf` when only the signal is 0.
 pub fn sqnr_db(signal: f64, noise: f64) -> f64 {
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    }
+    if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() }
 }
 
 /// Running sums for [`Fidelity`], fed one sample at a time.
@@ -66,10 +62,7 @@ impl FidelityAccumulator {
             self.sum_dot += r * c;
             self.sum_err2 += err * err;
             self.sum_abs_err += err;
-            // NaN-propagating max: a NaN error makes the maximum NaN.
-            if err.is_nan() || !(err <= self.max_abs_err) {
-                self.max_abs_err = err;
-            }
+            self.max_abs_err = nan_max(self.max_abs_err, err);
         }
         self.elements += reference.len();
     }
@@ -82,19 +75,13 @@ impl FidelityAccumulator {
         self.sum_dot += other.sum_dot;
         self.sum_err2 += other.sum_err2;
         self.sum_abs_err += other.sum_abs_err;
-        if other.max_abs_err.is_nan() || !(other.max_abs_err <= self.max_abs_err) {
-            self.max_abs_err = other.max_abs_err;
-        }
+        self.max_abs_err = nan_max(self.max_abs_err, other.max_abs_err);
         self.non_finite += other.non_finite;
     }
 
     /// The SQNR of what was added so far.
     pub fn sqnr_db(&self) -> f64 {
-        if self.non_finite > 0 {
-            f64::NAN
-        } else {
-            sqnr_db(self.sum_ref2, self.sum_err2)
-        }
+        if self.non_finite > 0 { f64::NAN } else { sqnr_db(self.sum_ref2, self.sum_err2) }
     }
 
     pub fn finish(&self) -> Fidelity {
@@ -110,17 +97,18 @@ impl FidelityAccumulator {
         Fidelity {
             elements: self.elements,
             max_abs_error: self.max_abs_err,
-            mean_abs_error: if self.elements == 0 {
-                0.0
-            } else {
-                self.sum_abs_err / self.elements as f64
-            },
+            mean_abs_error: if self.elements == 0 { 0.0 } else { self.sum_abs_err / self.elements as f64 },
             cosine_similarity: cosine,
             sqnr_db: self.sqnr_db(),
             exact_match: self.non_finite == 0 && self.sum_err2 == 0.0,
             non_finite: self.non_finite,
         }
     }
+}
+
+/// NaN-propagating maximum: once a NaN is seen, the maximum stays NaN.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
 }
 
 /// Fidelity of `candidate` to `reference` (same length).

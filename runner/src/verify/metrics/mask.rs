@@ -20,25 +20,12 @@ pub struct MaskIou {
 impl MaskIou {
     /// Pools the counts of two results at the same threshold.
     pub fn merge(self, other: MaskIou) -> MaskIou {
-        MaskIou::from_counts(
-            self.threshold,
-            self.intersection + other.intersection,
-            self.union + other.union,
-        )
+        MaskIou::from_counts(self.threshold, self.intersection + other.intersection, self.union + other.union)
     }
 
     fn from_counts(threshold: f32, intersection: u64, union: u64) -> MaskIou {
-        let iou = if union == 0 {
-            1.0
-        } else {
-            intersection as f64 / union as f64
-        };
-        MaskIou {
-            threshold,
-            intersection,
-            union,
-            iou,
-        }
+        let iou = if union == 0 { 1.0 } else { intersection as f64 / union as f64 };
+        MaskIou { threshold, intersection, union, iou }
     }
 }
 

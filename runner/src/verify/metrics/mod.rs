@@ -33,16 +33,8 @@ pub struct Agreement {
 
 impl Agreement {
     pub fn new(matches: usize, total: usize) -> Self {
-        let rate = if total == 0 {
-            f64::NAN
-        } else {
-            matches as f64 / total as f64
-        };
-        Agreement {
-            matches,
-            total,
-            rate,
-        }
+        let rate = if total == 0 { f64::NAN } else { matches as f64 / total as f64 };
+        Agreement { matches, total, rate }
     }
 
     /// The agreement over both sets of cases.
