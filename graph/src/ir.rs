@@ -361,6 +361,12 @@ impl Graph {
         true
     }
 
+    /// A fresh order key major number, after every key in use (for constants and nodes a pass adds
+    /// that have no natural position).
+    pub fn next_order_key(&mut self) -> u64 {
+        self.bump_order()
+    }
+
     pub(crate) fn bump_order(&mut self) -> u64 {
         self.next_order += 1;
         self.next_order
@@ -554,7 +560,7 @@ impl Graph {
     /// Drops a value nobody reads and that is not a graph input or output. Returns whether it went.
     pub fn remove_value_if_unused(&mut self, id: ValueId) -> bool {
         let v = &self.values[id.index()];
-        if !v.alive || !v.uses.is_empty() || self.is_graph_output(id) || self.is_graph_input(id) {
+        if !v.alive || !v.uses.is_empty() || self.is_graph_output(id) || self.is_graph_input(id) || self.is_const_dependency(id) {
             return false;
         }
         if let ValueDef::Op { node, .. } = v.def

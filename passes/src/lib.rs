@@ -1,1 +1,18 @@
+//! whittle's passes: the [`pass::Pass`] trait, the one [`registry`], and one module per pass,
+//! named like the pass.
 
+pub mod affine;
+pub mod eval;
+pub mod pass;
+pub mod registry;
+pub mod rewrite;
+
+pub mod constant_folding;
+pub mod dead_code;
+pub mod fold_batchnorm;
+pub mod fold_channelwise;
+pub mod opset_conversion;
+pub mod remove_noops;
+
+pub use pass::{Declined, Pass, PassContext, PassError, PassReport};
+pub use registry::{PASSES, PassInfo, lookup};

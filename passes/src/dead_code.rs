@@ -1,0 +1,60 @@
+//! `dead_code`: removes operations whose outputs nobody reads, and constants nobody reads.
+//!
+//! A node is dead when none of its outputs is a graph output or is read by a live node (or by a
+//! subgraph capture). ONNX operators are side-effect free, so removing dead nodes never changes an
+//! output. **Exact.** `value_info` entries of removed values go with them.
+
+use serde::{Deserialize, Serialize};
+use whittle_graph::Model;
+
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {}
+
+pub struct DeadCode;
+
+impl PassDef for DeadCode {
+    const NAME: &'static str = "dead_code";
+    const SUMMARY: &'static str = "Remove operations and constants whose results nobody reads";
+    const EXACT: bool = true;
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
+    fn new(_: Params) -> Self {
+        DeadCode
+    }
+}
+
+impl Pass for DeadCode {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+        let g = &mut model.graph;
+        let mut report = PassReport::default();
+        // Reverse topological order: a node's readers are visited (and maybe removed) first.
+        let mut order = g.topo_order().map_err(|_| PassError("the graph has a cycle".into()))?;
+        order.reverse();
+        for id in order {
+            let Some(n) = g.node(id) else { continue };
+            let live = n.outputs().iter().flatten().any(|v| g.is_graph_output(*v) || !g.value(*v).uses().is_empty());
+            if !live {
+                let inputs: Vec<_> = n.inputs().iter().flatten().chain(n.captures()).copied().collect();
+                g.remove_node(id);
+                report.applied += 1;
+                for v in inputs {
+                    g.remove_value_if_unused(v);
+                }
+            }
+        }
+        let unused: Vec<_> = g.value_ids().filter(|v| g.value(*v).constant().is_some()).collect();
+        for v in unused {
+            if g.remove_value_if_unused(v) {
+                report.applied += 1;
+            }
+        }
+        Ok(report)
+    }
+}

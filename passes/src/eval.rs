@@ -1,0 +1,530 @@
+//! Evaluating operations on constant inputs, for constant folding.
+//!
+//! The built-in evaluator covers the shape arithmetic exporters emit (Shape, Gather, Slice, Concat,
+//! Unsqueeze, Squeeze, Reshape, Cast, Range, element-wise arithmetic and comparisons, Where,
+//! Expand, Transpose...) on f32, i64, i32 and bool tensors, following the ONNX operator
+//! definitions. Anything else is `Unsupported`, and the caller may ask a [`ConstEvaluator`] (the
+//! runner's is backed by tract) or leave the node alone.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
+use whittle_graph::{DataType, Node, Tensor};
+
+/// Evaluates a node whose inputs are all known. Implemented outside the passes crate (tract).
+pub trait ConstEvaluator {
+    fn eval(&self, node: &Node, inputs: &[Option<Tensor>], opset: i64) -> Result<Vec<Tensor>, String>;
+}
+
+/// Why a node was not evaluated.
+#[derive(Debug, PartialEq)]
+pub enum EvalError {
+    /// The evaluator does not implement this op or these element types.
+    Unsupported(String),
+    /// The inputs are invalid for the op (the model is wrong, or the node is not what it seems).
+    Invalid(String),
+}
+
+type R<T> = Result<T, EvalError>;
+
+fn unsupported<T>(what: impl Into<String>) -> R<T> {
+    Err(EvalError::Unsupported(what.into()))
+}
+
+fn invalid<T>(what: impl Into<String>) -> R<T> {
+    Err(EvalError::Invalid(what.into()))
+}
+
+/// A constant as an n-d array of one of the element types the evaluator computes with.
+#[derive(Clone, Debug, PartialEq)]
+enum Arr {
+    F32(ArrayD<f32>),
+    /// Integers (i64 and i32; the element type is carried separately).
+    Int(ArrayD<i64>, DataType),
+    Bool(ArrayD<bool>),
+}
+
+fn shape_of(dims: &[i64]) -> IxDyn {
+    IxDyn(&dims.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>())
+}
+
+impl Arr {
+    fn from_tensor(t: &Tensor) -> R<Arr> {
+        let shape = shape_of(t.dims());
+        let bad = |e: String| EvalError::Invalid(e);
+        Ok(match t.dtype() {
+            DataType::Float => Arr::F32(ArrayD::from_shape_vec(shape, t.to_f32().map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?),
+            dt @ (DataType::Int64 | DataType::Int32) => {
+                Arr::Int(ArrayD::from_shape_vec(shape, t.to_i64().map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?, dt)
+            }
+            DataType::Bool => {
+                let v = t.to_i64().map_err(|e| bad(e.to_string()))?.into_iter().map(|b| b != 0).collect();
+                Arr::Bool(ArrayD::from_shape_vec(shape, v).map_err(|e| bad(e.to_string()))?)
+            }
+            other => return unsupported(format!("element type {other}")),
+        })
+    }
+
+    fn to_tensor(&self, name: &str) -> Tensor {
+        let dims = |s: &[usize]| s.iter().map(|&d| d as i64).collect::<Vec<_>>();
+        match self {
+            Arr::F32(a) => Tensor::from_f32(name, &dims(a.shape()), &a.iter().copied().collect::<Vec<_>>()),
+            Arr::Int(a, DataType::Int32) => {
+                let raw = a.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+                Tensor::from_raw(name, DataType::Int32, &dims(a.shape()), raw)
+            }
+            Arr::Int(a, _) => Tensor::from_i64(name, &dims(a.shape()), &a.iter().copied().collect::<Vec<_>>()),
+            Arr::Bool(a) => Tensor::from_raw(name, DataType::Bool, &dims(a.shape()), a.iter().map(|&b| b as u8).collect()),
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        match self {
+            Arr::F32(a) => a.shape(),
+            Arr::Int(a, _) => a.shape(),
+            Arr::Bool(a) => a.shape(),
+        }
+    }
+
+    fn ints(&self) -> R<Vec<i64>> {
+        match self {
+            Arr::Int(a, _) => Ok(a.iter().copied().collect()),
+            _ => invalid("expected an integer tensor"),
+        }
+    }
+
+    /// Applies the same structural operation to whichever array this is.
+    fn map_any(&self, f: &dyn Fn(AnyView) -> R<AnyOwned>) -> R<Arr> {
+        Ok(match self {
+            Arr::F32(a) => match f(AnyView::F32(a))? {
+                AnyOwned::F32(b) => Arr::F32(b),
+                _ => unreachable!("structural op keeps the type"),
+            },
+            Arr::Int(a, dt) => match f(AnyView::Int(a))? {
+                AnyOwned::Int(b) => Arr::Int(b, *dt),
+                _ => unreachable!("structural op keeps the type"),
+            },
+            Arr::Bool(a) => match f(AnyView::Bool(a))? {
+                AnyOwned::Bool(b) => Arr::Bool(b),
+                _ => unreachable!("structural op keeps the type"),
+            },
+        })
+    }
+}
+
+enum AnyView<'a> {
+    F32(&'a ArrayD<f32>),
+    Int(&'a ArrayD<i64>),
+    Bool(&'a ArrayD<bool>),
+}
+
+enum AnyOwned {
+    F32(ArrayD<f32>),
+    Int(ArrayD<i64>),
+    Bool(ArrayD<bool>),
+}
+
+/// Runs a generic structural operation on any element type.
+macro_rules! structural {
+    ($arr:expr, |$a:ident| $body:expr) => {
+        $arr.map_any(&|v| {
+            Ok(match v {
+                AnyView::F32($a) => AnyOwned::F32($body?),
+                AnyView::Int($a) => AnyOwned::Int($body?),
+                AnyView::Bool($a) => AnyOwned::Bool($body?),
+            })
+        })
+    };
+}
+
+fn norm_axis(axis: i64, rank: usize) -> R<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a as usize >= rank.max(1) && !(rank == 0 && a == 0) {
+        return invalid(format!("axis {axis} out of range for rank {rank}"));
+    }
+    Ok(a as usize)
+}
+
+fn broadcast_shape(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+            let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+            match (da, db) {
+                (x, y) if x == y => Ok(x),
+                (1, y) => Ok(y),
+                (x, 1) => Ok(x),
+                _ => invalid(format!("shapes {a:?} and {b:?} do not broadcast")),
+            }
+        })
+        .collect()
+}
+
+fn zip2<A: Clone, B: Clone, C>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> C) -> R<ArrayD<C>> {
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    let (av, bv) = (a.broadcast(IxDyn(&shape)).expect("checked"), b.broadcast(IxDyn(&shape)).expect("checked"));
+    Ok(Zip::from(&av).and(&bv).map_collect(|x, y| f(x.clone(), y.clone())))
+}
+
+fn binary(op: &str, a: &Arr, b: &Arr) -> R<Arr> {
+    Ok(match (a, b) {
+        (Arr::F32(a), Arr::F32(b)) => match op {
+            "Add" => Arr::F32(zip2(a, b, |x, y| x + y)?),
+            "Sub" => Arr::F32(zip2(a, b, |x, y| x - y)?),
+            "Mul" => Arr::F32(zip2(a, b, |x, y| x * y)?),
+            "Div" => Arr::F32(zip2(a, b, |x, y| x / y)?),
+            "Pow" => Arr::F32(zip2(a, b, f32::powf)?),
+            "Max" => Arr::F32(zip2(a, b, f32::max)?),
+            "Min" => Arr::F32(zip2(a, b, f32::min)?),
+            "Equal" => Arr::Bool(zip2(a, b, |x, y| x == y)?),
+            "Less" => Arr::Bool(zip2(a, b, |x, y| x < y)?),
+            "Greater" => Arr::Bool(zip2(a, b, |x, y| x > y)?),
+            _ => return unsupported(op),
+        },
+        (Arr::Int(a, dt), Arr::Int(b, _)) => {
+            let dt = *dt;
+            let div = |x: i64, y: i64| if y == 0 { 0 } else { x / y };
+            match op {
+                "Add" => Arr::Int(zip2(a, b, i64::wrapping_add)?, dt),
+                "Sub" => Arr::Int(zip2(a, b, i64::wrapping_sub)?, dt),
+                "Mul" => Arr::Int(zip2(a, b, i64::wrapping_mul)?, dt),
+                "Div" if b.iter().all(|&y| y != 0) => Arr::Int(zip2(a, b, div)?, dt),
+                "Max" => Arr::Int(zip2(a, b, i64::max)?, dt),
+                "Min" => Arr::Int(zip2(a, b, i64::min)?, dt),
+                "Equal" => Arr::Bool(zip2(a, b, |x, y| x == y)?),
+                "Less" => Arr::Bool(zip2(a, b, |x, y| x < y)?),
+                "Greater" => Arr::Bool(zip2(a, b, |x, y| x > y)?),
+                _ => return unsupported(format!("{op} on integers")),
+            }
+        }
+        (Arr::Bool(a), Arr::Bool(b)) => match op {
+            "And" => Arr::Bool(zip2(a, b, |x, y| x && y)?),
+            "Or" => Arr::Bool(zip2(a, b, |x, y| x || y)?),
+            "Equal" => Arr::Bool(zip2(a, b, |x, y| x == y)?),
+            _ => return unsupported(format!("{op} on bool")),
+        },
+        _ => return invalid(format!("{op} on mixed element types")),
+    })
+}
+
+fn unary(op: &str, a: &Arr) -> R<Arr> {
+    Ok(match a {
+        Arr::F32(a) => Arr::F32(a.mapv(match op {
+            "Neg" => |x: f32| -x,
+            "Abs" => f32::abs,
+            "Sqrt" => f32::sqrt,
+            "Reciprocal" => |x: f32| 1.0 / x,
+            "Floor" => f32::floor,
+            "Ceil" => f32::ceil,
+            "Exp" => f32::exp,
+            "Relu" => |x: f32| x.max(0.0),
+            _ => return unsupported(op),
+        })),
+        Arr::Int(a, dt) => Arr::Int(
+            a.mapv(match op {
+                "Neg" => |x: i64| x.wrapping_neg(),
+                "Abs" => |x: i64| x.wrapping_abs(),
+                _ => return unsupported(format!("{op} on integers")),
+            }),
+            *dt,
+        ),
+        Arr::Bool(a) if op == "Not" => Arr::Bool(a.mapv(|x| !x)),
+        _ => return unsupported(op),
+    })
+}
+
+fn cast(a: &Arr, to: DataType) -> R<Arr> {
+    let as_f = |a: &Arr| -> ArrayD<f32> {
+        match a {
+            Arr::F32(a) => a.clone(),
+            Arr::Int(a, _) => a.mapv(|x| x as f32),
+            Arr::Bool(a) => a.mapv(|x| x as u8 as f32),
+        }
+    };
+    Ok(match to {
+        DataType::Float => Arr::F32(as_f(a)),
+        DataType::Int64 | DataType::Int32 => {
+            let v = match a {
+                Arr::F32(a) => a.mapv(|x| x as i64),
+                Arr::Int(a, _) => a.clone(),
+                Arr::Bool(a) => a.mapv(|x| x as i64),
+            };
+            let v = if to == DataType::Int32 { v.mapv(|x| x as i32 as i64) } else { v };
+            Arr::Int(v, to)
+        }
+        DataType::Bool => Arr::Bool(match a {
+            Arr::F32(a) => a.mapv(|x| x != 0.0),
+            Arr::Int(a, _) => a.mapv(|x| x != 0),
+            Arr::Bool(a) => a.clone(),
+        }),
+        other => return unsupported(format!("Cast to {other}")),
+    })
+}
+
+/// Axes from the attribute (older opsets) or the input at `slot` (newer).
+fn axes(node: &Node, inputs: &[Option<Arr>], slot: usize) -> R<Option<Vec<i64>>> {
+    if let Some(a) = node.attr_ints("axes") {
+        return Ok(Some(a.to_vec()));
+    }
+    inputs.get(slot).cloned().flatten().map(|a| a.ints()).transpose()
+}
+
+/// Evaluates `node` on known inputs with the built-in kernels.
+pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
+    let arrs: Vec<Option<Arr>> = inputs.iter().map(|t| t.map(Arr::from_tensor).transpose()).collect::<R<_>>()?;
+    let input = |i: usize| -> R<&Arr> { arrs.get(i).and_then(|a| a.as_ref()).ok_or_else(|| EvalError::Invalid(format!("input {i} missing"))) };
+    let op = node.op_type();
+    if !node.domain().is_empty() {
+        return unsupported(format!("domain {}", node.domain()));
+    }
+    let out = match op {
+        "Identity" => input(0)?.clone(),
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "And" | "Or" => binary(op, input(0)?, input(1)?)?,
+        "Max" | "Min" => {
+            let mut acc = input(0)?.clone();
+            for i in 1..arrs.len() {
+                acc = binary(op, &acc, input(i)?)?;
+            }
+            acc
+        }
+        "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Exp" | "Relu" | "Not" => unary(op, input(0)?)?,
+        "Cast" => {
+            let to = node.attr_int("to").and_then(|t| DataType::from_onnx(t as i32)).ok_or(EvalError::Invalid("Cast without a valid `to`".into()))?;
+            cast(input(0)?, to)?
+        }
+        "Shape" => {
+            let dims: Vec<i64> = input(0)?.shape().iter().map(|&d| d as i64).collect();
+            let r = dims.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+            let start = clamp(node.attr_int("start").unwrap_or(0));
+            let end = clamp(node.attr_int("end").unwrap_or(r));
+            let v = if start < end { dims[start..end].to_vec() } else { Vec::new() };
+            Arr::Int(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"), DataType::Int64)
+        }
+        "Size" => {
+            let n: usize = input(0)?.shape().iter().product();
+            Arr::Int(ArrayD::from_elem(IxDyn(&[]), n as i64), DataType::Int64)
+        }
+        "Unsqueeze" => {
+            let a = input(0)?;
+            let ax = axes(node, &arrs, 1)?.ok_or(EvalError::Invalid("Unsqueeze without axes".into()))?;
+            let rank = a.shape().len() + ax.len();
+            let mut ax: Vec<usize> = ax.iter().map(|&x| norm_axis(x, rank)).collect::<R<_>>()?;
+            ax.sort();
+            let mut shape: Vec<usize> = a.shape().to_vec();
+            for x in ax {
+                shape.insert(x, 1);
+            }
+            reshape(a, &shape)?
+        }
+        "Squeeze" => {
+            let a = input(0)?;
+            let rank = a.shape().len();
+            let ax: Vec<usize> = match axes(node, &arrs, 1)? {
+                Some(ax) => ax.iter().map(|&x| norm_axis(x, rank)).collect::<R<_>>()?,
+                None => (0..rank).filter(|&i| a.shape()[i] == 1).collect(),
+            };
+            if ax.iter().any(|&x| a.shape()[x] != 1) {
+                return invalid("Squeeze of a dimension that is not 1");
+            }
+            let shape: Vec<usize> = a.shape().iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect();
+            reshape(a, &shape)?
+        }
+        "Reshape" => {
+            let a = input(0)?;
+            let target = input(1)?.ints()?;
+            let allow_zero = node.attr_int("allowzero").unwrap_or(0) != 0;
+            let shape = reshape_target(a.shape(), &target, allow_zero)?;
+            reshape(a, &shape)?
+        }
+        "Flatten" => {
+            let a = input(0)?;
+            let rank = a.shape().len();
+            let axis = node.attr_int("axis").unwrap_or(1);
+            let axis = if axis < 0 { axis + rank as i64 } else { axis } as usize;
+            let outer: usize = a.shape()[..axis.min(rank)].iter().product();
+            let inner: usize = a.shape()[axis.min(rank)..].iter().product();
+            reshape(a, &[outer, inner])?
+        }
+        "Concat" => {
+            let parts: Vec<&Arr> = (0..arrs.len()).map(input).collect::<R<_>>()?;
+            let rank = parts.first().map(|p| p.shape().len()).unwrap_or(0);
+            let axis = norm_axis(node.attr_int("axis").ok_or(EvalError::Invalid("Concat without axis".into()))?, rank)?;
+            concat(&parts, axis)?
+        }
+        "Gather" => {
+            let a = input(0)?;
+            let idx = input(1)?;
+            let rank = a.shape().len();
+            let axis = norm_axis(node.attr_int("axis").unwrap_or(0), rank)?;
+            gather(a, idx, axis)?
+        }
+        "Slice" => slice(node, &arrs)?,
+        "Transpose" => {
+            let a = input(0)?;
+            let rank = a.shape().len();
+            let perm: Vec<usize> = match node.attr_ints("perm") {
+                Some(p) => p.iter().map(|&x| norm_axis(x, rank)).collect::<R<_>>()?,
+                None => (0..rank).rev().collect(),
+            };
+            structural!(a, |x| Ok::<_, EvalError>(x.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned()))?
+        }
+        "Expand" => {
+            let a = input(0)?;
+            let target: Vec<usize> = input(1)?.ints()?.iter().map(|&d| d.max(0) as usize).collect();
+            let shape = broadcast_shape(a.shape(), &target)?;
+            structural!(a, |x| Ok::<_, EvalError>(x.broadcast(IxDyn(&shape)).expect("checked").to_owned()))?
+        }
+        "Where" => {
+            let Arr::Bool(c) = input(0)? else { return invalid("Where condition is not bool") };
+            match (input(1)?, input(2)?) {
+                (Arr::F32(x), Arr::F32(y)) => Arr::F32(where3(c, x, y)?),
+                (Arr::Int(x, dt), Arr::Int(y, _)) => Arr::Int(where3(c, x, y)?, *dt),
+                _ => return unsupported("Where on these element types"),
+            }
+        }
+        "Range" => {
+            let scalar = |i: usize| -> R<f64> {
+                Ok(match input(i)? {
+                    Arr::F32(a) => *a.iter().next().ok_or(EvalError::Invalid("empty".into()))? as f64,
+                    Arr::Int(a, _) => *a.iter().next().ok_or(EvalError::Invalid("empty".into()))? as f64,
+                    Arr::Bool(_) => return invalid("Range of bool"),
+                })
+            };
+            let (start, limit, delta) = (scalar(0)?, scalar(1)?, scalar(2)?);
+            if delta == 0.0 {
+                return invalid("Range with delta 0");
+            }
+            let n = ((limit - start) / delta).ceil().max(0.0) as usize;
+            if n > 1 << 20 {
+                return unsupported("Range longer than 2^20 elements");
+            }
+            match input(0)? {
+                Arr::F32(_) => Arr::F32(ArrayD::from_shape_vec(IxDyn(&[n]), (0..n).map(|i| (start + i as f64 * delta) as f32).collect()).expect("1-D")),
+                Arr::Int(_, dt) => Arr::Int(ArrayD::from_shape_vec(IxDyn(&[n]), (0..n).map(|i| (start + i as f64 * delta) as i64).collect()).expect("1-D"), *dt),
+                Arr::Bool(_) => return invalid("Range of bool"),
+            }
+        }
+        _ => return unsupported(op),
+    };
+    Ok(vec![out.to_tensor("")])
+}
+
+fn reshape(a: &Arr, shape: &[usize]) -> R<Arr> {
+    if shape.iter().product::<usize>() != a.shape().iter().product::<usize>() {
+        return invalid(format!("cannot reshape {:?} to {shape:?}", a.shape()));
+    }
+    structural!(a, |x| x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(IxDyn(shape))
+        .map_err(|e| EvalError::Invalid(e.to_string())))
+}
+
+/// Resolves a Reshape target (0 copies the input dim unless `allowzero`, -1 is inferred).
+pub fn reshape_target(input: &[usize], target: &[i64], allow_zero: bool) -> R<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut out: Vec<Option<usize>> = Vec::with_capacity(target.len());
+    for (i, &d) in target.iter().enumerate() {
+        out.push(match d {
+            -1 => None,
+            0 if !allow_zero => Some(*input.get(i).ok_or(EvalError::Invalid("Reshape 0 past the input rank".into()))?),
+            d if d >= 0 => Some(d as usize),
+            _ => return invalid(format!("Reshape dimension {d}")),
+        });
+    }
+    let known: usize = out.iter().flatten().product();
+    match out.iter().filter(|d| d.is_none()).count() {
+        0 => Ok(out.into_iter().flatten().collect()),
+        1 if known > 0 && total % known == 0 => Ok(out.into_iter().map(|d| d.unwrap_or(total / known)).collect()),
+        _ => invalid(format!("cannot infer Reshape {target:?} of {input:?}")),
+    }
+}
+
+fn concat(parts: &[&Arr], axis: usize) -> R<Arr> {
+    macro_rules! cat {
+        ($variant:ident $(, $dt:expr)?) => {{
+            let views: Vec<_> = parts
+                .iter()
+                .map(|p| match p {
+                    Arr::$variant(a, ..) => Ok(a.view()),
+                    _ => invalid("Concat of mixed element types"),
+                })
+                .collect::<R<_>>()?;
+            ndarray::concatenate(Axis(axis), &views).map_err(|e| EvalError::Invalid(e.to_string()))?
+        }};
+    }
+    Ok(match parts.first() {
+        Some(Arr::F32(_)) => Arr::F32(cat!(F32)),
+        Some(Arr::Int(_, dt)) => Arr::Int(cat!(Int), *dt),
+        Some(Arr::Bool(_)) => Arr::Bool(cat!(Bool)),
+        None => return invalid("Concat of nothing"),
+    })
+}
+
+fn gather(a: &Arr, idx: &Arr, axis: usize) -> R<Arr> {
+    let dim = a.shape()[axis] as i64;
+    let idx_shape = idx.shape().to_vec();
+    let indices: Vec<usize> = idx
+        .ints()?
+        .into_iter()
+        .map(|i| {
+            let j = if i < 0 { i + dim } else { i };
+            if (0..dim).contains(&j) { Ok(j as usize) } else { invalid(format!("Gather index {i} out of range {dim}")) }
+        })
+        .collect::<R<_>>()?;
+    let mut out_shape: Vec<usize> = a.shape()[..axis].to_vec();
+    out_shape.extend(&idx_shape);
+    out_shape.extend(&a.shape()[axis + 1..]);
+    structural!(a, |x| {
+        let picked = x.select(Axis(axis), &indices);
+        picked.into_shape_with_order(IxDyn(&out_shape)).map_err(|e| EvalError::Invalid(e.to_string()))
+    })
+}
+
+fn slice(node: &Node, arrs: &[Option<Arr>]) -> R<Arr> {
+    let a = arrs.first().and_then(|a| a.as_ref()).ok_or(EvalError::Invalid("no data".into()))?;
+    let rank = a.shape().len();
+    let get = |i: usize, attr: &str| -> R<Option<Vec<i64>>> {
+        if let Some(v) = node.attr_ints(attr) {
+            return Ok(Some(v.to_vec()));
+        }
+        arrs.get(i).cloned().flatten().map(|x| x.ints()).transpose()
+    };
+    let starts = get(1, "starts")?.ok_or(EvalError::Invalid("Slice without starts".into()))?;
+    let ends = get(2, "ends")?.ok_or(EvalError::Invalid("Slice without ends".into()))?;
+    let axes = get(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = get(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+    let mut out = a.clone();
+    for k in 0..starts.len() {
+        let axis = norm_axis(*axes.get(k).ok_or(EvalError::Invalid("axes".into()))?, rank)?;
+        let step = *steps.get(k).unwrap_or(&1);
+        if step == 0 {
+            return invalid("Slice step 0");
+        }
+        let dim = a.shape()[axis] as i64;
+        let clamp = |v: i64, lo: i64, hi: i64| {
+            let v = if v < 0 { v + dim } else { v };
+            v.clamp(lo, hi)
+        };
+        let (start, end) = if step > 0 {
+            (clamp(starts[k], 0, dim), clamp(*ends.get(k).unwrap_or(&i64::MAX), 0, dim))
+        } else {
+            (clamp(starts[k], -1, dim - 1), clamp(*ends.get(k).unwrap_or(&i64::MIN), -1, dim - 1))
+        };
+        let s = if step > 0 {
+            Slice::new(start as isize, Some(end.max(start) as isize), step as isize)
+        } else {
+            // ndarray slices with a negative step walk [end+1, start] backwards.
+            Slice::new((end + 1) as isize, Some((start + 1).max(end + 1) as isize), step as isize)
+        };
+        out = structural!(&out, |x| Ok::<_, EvalError>(x.slice_axis(Axis(axis), s).to_owned()))?;
+    }
+    Ok(out)
+}
+
+fn where3<T: Clone>(c: &ArrayD<bool>, x: &ArrayD<T>, y: &ArrayD<T>) -> R<ArrayD<T>> {
+    let shape = broadcast_shape(&broadcast_shape(c.shape(), x.shape())?, y.shape())?;
+    let sh = IxDyn(&shape);
+    let (cv, xv, yv) = (c.broadcast(sh.clone()).expect("checked"), x.broadcast(sh.clone()).expect("checked"), y.broadcast(sh).expect("checked"));
+    Ok(Zip::from(&cv).and(&xv).and(&yv).map_collect(|c, x, y| if *c { x.clone() } else { y.clone() }))
+}

@@ -1,0 +1,128 @@
+//! `fold_channelwise`: folds a channel-wise `Mul`, `Add`, `Sub` or `Div` by a constant into the
+//! Conv, ConvTranspose or Gemm that feeds it.
+//!
+//! With `x` the layer's output and `c` a constant holding one value per output channel (or one
+//! value in all), `x·c`, `x/c`, `x+c` and `x−c` are per-channel affine maps `x·s + t`
+//! (`s = c, 1/c, 1, 1`; `t = 0, 0, c, −c`) that the layer absorbs (see [`crate::affine`]). This is
+//! how a BatchNormalization written as Mul + Add (tract's canonical form, some exporters') folds.
+//! **Exact** up to float rounding.
+//!
+//! Guards: the constant must broadcast along the channel axis only (shape `[C,1,1]`, `[1,C,1,1]`,
+//! `[1]`...) so the output shape is unchanged; the layer's output must feed only this node; the
+//! layer's weight and bias must not be shared; `c − x` and `c / x` are not affine in this sense
+//! and are left alone.
+
+use serde::{Deserialize, Serialize};
+use whittle_graph::{Graph, Model, NodeId, ValueId};
+
+use crate::affine::{check_foldable, fold_affine, output_channels};
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::rewrite::{bypass, single_reader};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {}
+
+pub struct FoldChannelwise;
+
+impl PassDef for FoldChannelwise {
+    const NAME: &'static str = "fold_channelwise";
+    const SUMMARY: &'static str = "Fold a channel-wise Mul/Add/Sub/Div by a constant into the Conv/ConvTranspose/Gemm before it";
+    const EXACT: bool = true;
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
+    fn new(_: Params) -> Self {
+        FoldChannelwise
+    }
+}
+
+/// The layer, its output, and the per-channel scale and shift a node applies; `Ok(None)` when the
+/// node is not a candidate at all, `Err` when it is one that cannot be folded.
+type Fold = (NodeId, ValueId, Vec<f64>, Vec<f64>);
+
+fn match_node(g: &Graph, id: NodeId) -> Result<Option<Fold>, String> {
+    let n = g.node(id).ok_or("removed")?;
+    let op = n.op_type();
+    if !n.domain().is_empty() || !matches!(op, "Mul" | "Add" | "Sub" | "Div") {
+        return Ok(None);
+    }
+    let (Some(a), Some(b)) = (n.input(0), n.input(1)) else { return Ok(None) };
+    let layer_of = |v: ValueId| g.value(v).producer().filter(|p| g.node(*p).is_some_and(|l| matches!(l.op_type(), "Conv" | "ConvTranspose" | "Gemm")));
+    // The layer output must be the first operand for Sub and Div (c − x and c / x are not affine
+    // per channel in the same way); Mul and Add commute.
+    let (x, c) = match (layer_of(a), layer_of(b)) {
+        (Some(_), _) if g.constant(b).is_some() => (a, b),
+        (_, Some(_)) if g.constant(a).is_some() && matches!(op, "Mul" | "Add") => (b, a),
+        _ => return Ok(None),
+    };
+    let layer = layer_of(x).expect("matched");
+    if single_reader(g, x).is_none() {
+        return Err("the layer's output is also read elsewhere".into());
+    }
+    check_foldable(g, layer)?;
+    let channels = output_channels(g, layer)?;
+    let ct = g.constant(c).expect("matched");
+    let values = ct.to_f32().map_err(|e| format!("the constant cannot be read as f32: {e}"))?;
+    let layer_rank = g.value(x).shape.as_ref().map(|s| s.rank()).or_else(|| {
+        let w = g.node(layer)?.input(1)?;
+        Some(if g.node(layer)?.is("Gemm") { 2 } else { g.constant(w)?.dims().len() })
+    });
+    let rank = layer_rank.ok_or("the layer's output rank is unknown")?;
+    let dims = ct.dims();
+    if dims.len() > rank {
+        return Err(format!("the constant has rank {} above the layer output's rank {rank}", dims.len()));
+    }
+    // Right-align the constant's dims with the output's; only the channel axis (1) may exceed 1.
+    let channel_pos = (dims.len() + 1).checked_sub(rank);
+    let per_channel = dims.iter().enumerate().all(|(i, &d)| d == 1 || (Some(i) == channel_pos && d as usize == channels));
+    if !per_channel {
+        return Err(format!("the constant of shape {dims:?} does not broadcast along the channel axis only"));
+    }
+    let per_c: Vec<f64> = if values.len() == 1 { vec![values[0] as f64; channels] } else { values.iter().map(|&v| v as f64).collect() };
+    if per_c.len() != channels {
+        return Err(format!("{} values for {channels} channels", per_c.len()));
+    }
+    let (scale, shift) = match op {
+        "Mul" => (per_c, vec![0.0; channels]),
+        "Div" => {
+            if per_c.contains(&0.0) {
+                return Err("division by a zero constant".into());
+            }
+            (per_c.iter().map(|v| 1.0 / v).collect(), vec![0.0; channels])
+        }
+        "Add" => (vec![1.0; channels], per_c),
+        _ => (vec![1.0; channels], per_c.iter().map(|v| -v).collect()),
+    };
+    Ok(Some((layer, x, scale, shift)))
+}
+
+impl Pass for FoldChannelwise {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+        let g = &mut model.graph;
+        let mut report = PassReport::default();
+        // Folding one node can make the next one foldable (conv → Mul → Add): one topological sweep
+        // sees them in that order.
+        for id in g.topo_order().map_err(|_| PassError("the graph has a cycle".into()))? {
+            let (label, op) = match g.node(id) {
+                Some(n) => (g.node_label(id), n.op_type().to_string()),
+                None => continue,
+            };
+            match match_node(g, id) {
+                Ok(None) => {}
+                Ok(Some((layer, x, scale, shift))) => {
+                    fold_affine(g, layer, &scale, &shift).map_err(PassError)?;
+                    if !bypass(g, id, 0, x) {
+                        return Err(PassError(format!("{label}: folded into the layer but could not remove the node")));
+                    }
+                    report.applied += 1;
+                }
+                Err(why) => report.decline(label, op, why),
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,204 @@
+//! `opset_conversion`: upgrades the default ONNX domain to a newer opset (13 or later), rewriting
+//! the operators whose signature changed on the way.
+//!
+//! Rewrites (each keeps the computation identical, so the pass is **exact**):
+//! - opset 12: `Dropout`'s `ratio` attribute becomes an input;
+//! - opset 13: `Squeeze`, `Unsqueeze`, `ReduceSum` take `axes` as an input instead of an attribute;
+//!   `Split` takes `split` as an input; `Softmax`/`LogSoftmax`/`Hardmax` switch from "flatten at
+//!   `axis`" to "along `axis`" semantics, which agree when `axis` is the last axis (other axes are
+//!   refused);
+//! - opset 18: the other reductions (`ReduceMean`, `ReduceMax`, `ReduceMin`, `ReduceProd`,
+//!   `ReduceL1`, `ReduceL2`, `ReduceLogSum`, `ReduceLogSumExp`, `ReduceSumSquare`) take `axes` as
+//!   an input.
+//!
+//! Every other operator in the graph must be one whose semantics for the model's types did not
+//! change between the two opsets ([`UNCHANGED`]); any other operator makes the pass fail with its
+//! name, rather than emit a model that may compute something else. Subgraphs are converted too.
+//! Needed before per-channel quantization of old models: per-axis `DequantizeLinear` is opset 13.
+
+use serde::{Deserialize, Serialize};
+use whittle_graph::builder::attr_ints;
+use whittle_graph::{Graph, Model, NodeId, Tensor};
+
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// The opset to convert to (13 to 21).
+    pub target: i64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { target: 13 }
+    }
+}
+
+pub struct OpsetConversion(Params);
+
+impl PassDef for OpsetConversion {
+    const NAME: &'static str = "opset_conversion";
+    const SUMMARY: &'static str = "Upgrade the default-domain opset (to 13 or later), rewriting changed operators";
+    const EXACT: bool = true;
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[("target", "integer", "opset to convert to (13 to 21)")];
+    fn new(params: Params) -> Self {
+        OpsetConversion(params)
+    }
+}
+
+pub const MIN_TARGET: i64 = 13;
+pub const MAX_TARGET: i64 = 21;
+/// The oldest opset the rewrites start from.
+pub const MIN_SOURCE: i64 = 9;
+
+/// Operators whose inference semantics (for float and integer types) do not change between opset 9
+/// and 21, apart from the ones rewritten here. Version bumps of these only add element types or
+/// optional attributes whose defaults keep the old behaviour.
+pub const UNCHANGED: &[&str] = &[
+    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool", "BatchNormalization",
+    "Cast", "Ceil", "Clip", "Concat", "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace", "Div",
+    "Elu", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gemm", "GlobalAveragePool",
+    "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "LRN", "LeakyRelu", "Less", "LessOrEqual",
+    "Log", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mod", "Mul", "Neg", "NonZero", "Not", "Or", "PRelu", "Pad", "Pow", "Range",
+    "Reciprocal", "Relu", "Reshape", "Resize", "Round", "ScatterElements", "ScatterND", "Selu", "Shape", "Sigmoid", "Sign", "Sin",
+    "Sinh", "Size", "Slice", "Softplus", "Softsign", "SpaceToDepth", "Sqrt", "Sub", "Sum", "Tan", "Tanh", "Tile", "TopK", "Transpose",
+    "Where", "Xor", "Constant", "Dropout", "Squeeze", "Unsqueeze", "ReduceSum", "Split", "Softmax", "LogSoftmax", "Hardmax",
+    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
+    "If", "Loop", "NonMaxSuppression", "Einsum", "LayerNormalization", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
+    "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "Celu", "Gelu", "Mish", "Trilu",
+];
+
+/// Opset in which each op's attribute moved to an input, and the attribute's name.
+fn attr_to_input(op: &str) -> Option<(i64, &'static str, usize)> {
+    Some(match op {
+        "Dropout" => (12, "ratio", 1),
+        "Squeeze" | "Unsqueeze" | "ReduceSum" => (13, "axes", 1),
+        "Split" => (13, "split", 1),
+        "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp"
+        | "ReduceSumSquare" => (18, "axes", 1),
+        _ => return None,
+    })
+}
+
+impl OpsetConversion {
+    /// Checks every node of a graph (and subgraphs) before anything changes.
+    fn check(&self, g: &Graph, from: i64, problems: &mut Vec<String>) {
+        for id in g.node_ids() {
+            let n = g.node(id).expect("listed");
+            if !n.domain().is_empty() {
+                continue;
+            }
+            if !UNCHANGED.contains(&n.op_type()) {
+                problems.push(format!("{} ({}): no conversion rule for this op", g.node_label(id), n.op_type()));
+            }
+            if matches!(n.op_type(), "Softmax" | "LogSoftmax" | "Hardmax") && from < 13 {
+                let rank = n.input(0).and_then(|x| g.value(x).shape.as_ref().map(|s| s.rank() as i64));
+                let axis = n.attr_int("axis").unwrap_or(1);
+                let last = match rank {
+                    Some(r) => axis == -1 || axis == r - 1,
+                    None => axis == -1,
+                };
+                if !last {
+                    problems.push(format!(
+                        "{} ({}): axis {axis} is not the last axis (rank {}), and the meaning of axis changed in opset 13",
+                        g.node_label(id),
+                        n.op_type(),
+                        rank.map_or("unknown".into(), |r| r.to_string())
+                    ));
+                }
+            }
+            for a in &n.attributes {
+                for sub in &a.subgraphs {
+                    self.check(sub, from, problems);
+                }
+            }
+        }
+    }
+
+    fn convert(&self, g: &mut Graph, from: i64, report: &mut PassReport) {
+        let ids: Vec<NodeId> = g.node_ids();
+        for id in ids {
+            let n = g.node(id).expect("listed");
+            if !n.domain().is_empty() {
+                continue;
+            }
+            let op = n.op_type().to_string();
+            if matches!(op.as_str(), "Softmax" | "LogSoftmax" | "Hardmax") && from < 13 && n.attr_int("axis").is_none() {
+                // The default axis changed from 1 to -1; the check made sure 1 is the last axis.
+                g.node_mut(id).expect("listed").set_attr(whittle_graph::builder::attr_int("axis", 1));
+                report.applied += 1;
+            }
+            if let Some((since, attr, slot)) = attr_to_input(&op)
+                && from < since
+                && self.0.target >= since
+                && let Some(a) = g.node(id).expect("listed").attr(attr).map(|a| a.proto.clone())
+            {
+                let label = g.node_label(id);
+                let tensor = if attr == "ratio" {
+                    Tensor::from_f32("", &[], &[a.f.unwrap_or(0.5)])
+                } else {
+                    Tensor::from_i64("", &[a.ints.len() as i64], &a.ints)
+                };
+                let c = g.add_constant(&format!("{label}_{attr}"), tensor);
+                let node = g.node_mut(id).expect("listed");
+                node.remove_attr(attr);
+                // Inputs before the new one must exist (possibly empty) for the slot to line up.
+                g.set_input(id, slot, Some(c));
+                report.applied += 1;
+            }
+            let subs: usize = g.node(id).map(|n| n.attributes.iter().map(|a| a.subgraphs.len()).sum()).unwrap_or(0);
+            if subs > 0 {
+                let node = g.node_mut(id).expect("listed");
+                for a in &mut node.attributes {
+                    for sub in &mut a.subgraphs {
+                        self.convert(sub, from, report);
+                    }
+                }
+            }
+        }
+        let _ = attr_ints;
+    }
+}
+
+impl Pass for OpsetConversion {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+        let target = self.0.target;
+        if !(MIN_TARGET..=MAX_TARGET).contains(&target) {
+            return Err(PassError(format!("target opset {target} is outside the supported range {MIN_TARGET}..={MAX_TARGET}")));
+        }
+        let from = model.opset("").ok_or_else(|| PassError("the model does not import the default ONNX domain".into()))?;
+        let mut report = PassReport::default();
+        if from >= target {
+            report.notes.push(format!("opset {from} is already at or above {target}: nothing to do"));
+            return Ok(report);
+        }
+        if from < MIN_SOURCE {
+            return Err(PassError(format!("converting from opset {from} is not supported (oldest: {MIN_SOURCE})")));
+        }
+        let mut problems = Vec::new();
+        self.check(&model.graph, from, &mut problems);
+        if !problems.is_empty() {
+            return Err(PassError(format!("cannot convert opset {from} to {target}:\n  {}", problems.join("\n  "))));
+        }
+        self.convert(&mut model.graph, from, &mut report);
+        model.set_opset("", target);
+        // IR version 7 cannot hold opset 13+ models for every checker; bump to the IR that matches.
+        let min_ir = match target {
+            13..=14 => 7,
+            15..=18 => 8,
+            19..=20 => 9,
+            _ => 10,
+        };
+        if model.ir_version() < min_ir {
+            model.meta.ir_version = Some(min_ir);
+        }
+        report.notes.push(format!("opset {from} -> {target}"));
+        Ok(report)
+    }
+}

@@ -1,0 +1,68 @@
+//! The `Pass` trait and what a pass receives and returns.
+
+use serde::Serialize;
+use whittle_graph::Model;
+
+use crate::eval::ConstEvaluator;
+
+/// Inputs a pass may need besides the model. Passes never run a model themselves: anything
+/// measured (calibration statistics, an evaluator for constant subgraphs) arrives here as values.
+#[derive(Default)]
+pub struct PassContext<'a> {
+    /// Concrete input shapes from the pipeline (NAME, dims), for passes that need shapes.
+    pub input_shapes: Vec<(String, Vec<i64>)>,
+    /// Evaluates ops on constant inputs that the built-in evaluator does not know (the runner
+    /// provides one backed by tract).
+    pub evaluator: Option<&'a dyn ConstEvaluator>,
+}
+
+/// A pattern a pass found but did not rewrite, and why. Reported to the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Declined {
+    /// The node (name, or `<OpType at N>` when unnamed).
+    pub node: String,
+    pub op_type: String,
+    pub reason: String,
+}
+
+/// What one run of a pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PassReport {
+    /// Rewrites applied (nodes folded, removed, converted...).
+    pub applied: usize,
+    pub declined: Vec<Declined>,
+    /// Anything else the user should know (e.g. "input x pinned to [1,3,48,192]").
+    pub notes: Vec<String>,
+}
+
+impl PassReport {
+    pub fn decline(&mut self, node: impl Into<String>, op_type: impl Into<String>, reason: impl Into<String>) {
+        self.declined.push(Declined { node: node.into(), op_type: op_type.into(), reason: reason.into() });
+    }
+}
+
+/// A pass failed outright (as opposed to declining a pattern).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PassError(pub String);
+
+/// A configured graph transformation.
+pub trait Pass {
+    /// The registry name (also the YAML key and the file name).
+    fn name(&self) -> &'static str;
+    fn run(&self, model: &mut Model, ctx: &PassContext) -> Result<PassReport, PassError>;
+}
+
+/// Static facts about a pass type, used by the registry.
+pub trait PassDef: Pass + Sized + 'static {
+    const NAME: &'static str;
+    /// One line for `whittle passes`.
+    const SUMMARY: &'static str;
+    /// Exact passes leave outputs unchanged up to float rounding; lossy ones are judged by metrics.
+    const EXACT: bool;
+    /// Typed parameters with defaults; unknown fields are rejected.
+    type Params: serde::de::DeserializeOwned + Serialize + Default;
+    /// (name, type, description) of each parameter, in the order of `Params`.
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)];
+    fn new(params: Self::Params) -> Self;
+}
