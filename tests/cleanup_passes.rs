@@ -1,0 +1,69 @@
+//! The cleanup passes on the three PP-OCR models: node counts at least as low as onnx-simplifier's,
+//! outputs unchanged (checked with tract on the shared evaluation data), the IR valid after every
+//! step.
+
+use whittle_graph::Model;
+use whittle_graph::shape::infer::{InferOptions, infer_shapes};
+use whittle_passes::{PassContext, lookup};
+use whittle_runner::data::InputSet;
+use whittle_runner::verify::{load_model, run_all};
+
+const CLEANUP: [&str; 6] = ["opset_conversion", "remove_noops", "constant_folding", "fold_batchnorm", "fold_channelwise", "dead_code"];
+
+/// Runs the cleanup steps; returns the node count after each.
+fn cleanup(model: &mut Model, input: &(String, Vec<i64>)) -> Vec<(String, usize, usize)> {
+    let mut counts = Vec::new();
+    for step in CLEANUP {
+        let opts = InferOptions { input_shapes: vec![input.clone()] };
+        infer_shapes(model, &opts).expect("shape inference");
+        let ctx = PassContext { input_shapes: vec![input.clone()], ..Default::default() };
+        let report = lookup(step).unwrap().build_default().run(model, &ctx).unwrap_or_else(|e| panic!("{step}: {e}"));
+        let issues = whittle_graph::validate::validate(model);
+        assert!(issues.is_empty(), "after {step}: {issues:?}");
+        counts.push((step.to_string(), whittle_graph::stats::model_stats(model).nodes, report.applied));
+    }
+    counts
+}
+
+fn max_abs(a: &[f32]) -> f32 {
+    a.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+#[test]
+fn cleanup_matches_onnx_simplifier_and_keeps_outputs() {
+    let Some(shared) = whittle_tests::shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not present");
+        return;
+    };
+    // (model, input shape, eval data, onnx-simplifier's node count)
+    let cases = [
+        ("ch_ppocr_mobile_v2.0_cls_infer.onnx", vec![1, 3, 48, 192], "ocr_cls_eval.npz", 220),
+        ("ch_PP-OCRv4_det_infer.onnx", vec![1, 3, 640, 640], "ocr_det640_eval.npz", 494),
+        ("ch_PP-OCRv4_rec_infer.onnx", vec![1, 3, 48, 320], "ocr_rec_eval.npz", 568),
+    ];
+    for (file, dims, data, simplifier_nodes) in cases {
+        let path = shared.join("models").join(file);
+        let mut model = whittle_graph::load_model(&path).unwrap();
+        let before = whittle_graph::stats::model_stats(&model).nodes;
+        let counts = cleanup(&mut model, &("x".to_string(), dims.clone()));
+        let after = counts.last().unwrap().1;
+        eprintln!("{file}: {before} -> {after} nodes ({counts:?})");
+        assert!(after <= simplifier_nodes, "{file}: {after} nodes, onnx-simplifier reaches {simplifier_nodes}");
+
+        let shapes = vec![("x".to_string(), dims.iter().map(|&d| d as usize).collect::<Vec<_>>())];
+        let original = load_model(&std::fs::read(&path).unwrap(), &shapes).unwrap();
+        let candidate = load_model(&whittle_graph::encode_for_runtime(&model), &shapes).unwrap();
+        let inputs = InputSet::from_npz(&shared.join("data").join(data)).unwrap().take(2).unwrap();
+        let (a, b) = (run_all(&original, &inputs).unwrap(), run_all(&candidate, &inputs).unwrap());
+        for (sa, sb) in a.iter().zip(&b) {
+            for (oa, ob) in sa.iter().zip(sb) {
+                assert_eq!(oa.shape(), ob.shape());
+                let (ra, rb) = (oa.as_slice().unwrap(), ob.as_slice().unwrap());
+                let err = ra.iter().zip(rb).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+                let scale = max_abs(ra);
+                eprintln!("{file}: max abs error {err:e} (output magnitude {scale})");
+                assert!(err <= 1e-4 * scale, "{file}: max abs error {err} above 1e-4 x {scale}");
+            }
+        }
+    }
+}
