@@ -74,8 +74,10 @@ impl GraphBuilder {
 
     /// Declares a graph output (typed from what is known of the value, f32 otherwise).
     pub fn output(&mut self, v: ValueId) {
-        let value = self.graph.value(v);
-        let info = value_info(&value.name, value.dtype.unwrap_or(DataType::Float), value.shape.as_ref());
+        let value = self.graph.value_mut(v);
+        // Outputs are typed in ONNX; an output of unknown type is declared (and taken as) f32.
+        let dtype = *value.dtype.get_or_insert(DataType::Float);
+        let info = value_info(&value.name, dtype, value.shape.as_ref());
         self.graph.outputs.push((v, info));
     }
 

@@ -17,6 +17,7 @@ pub mod model;
 pub mod shape;
 pub mod stats;
 pub mod tensor;
+pub mod text;
 pub mod validate;
 
 pub use dtype::DataType;
