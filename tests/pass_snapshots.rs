@@ -1,0 +1,250 @@
+//! Each cleanup pass on small fixtures: the rewrite as an insta snapshot of the text-form diff,
+//! what it declines and why, and a numeric check of the result against the original with tract.
+
+use whittle_graph::builder::{GraphBuilder, attr_float, attr_int, attr_ints};
+use whittle_graph::shape::infer::{InferOptions, infer_shapes};
+use whittle_graph::text::{TensorDigest, TextOptions, diff_text, model_text};
+use whittle_graph::{DataType, Model, Tensor, ValueId};
+use whittle_passes::{PassContext, PassReport, lookup};
+use whittle_runner::data::{Distribution, InputSet};
+use whittle_runner::verify::{load_model, run_all};
+
+/// Deterministic pseudo-random weights in [-1, 1).
+fn weights(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn constant(b: &mut GraphBuilder, name: &str, dims: &[i64], seed: u64) -> ValueId {
+    let n = dims.iter().product::<i64>() as usize;
+    b.constant(name, Tensor::from_f32(name, dims, &weights(n, seed)))
+}
+
+fn text(m: &Model) -> String {
+    model_text(m, &TextOptions { tensors: TensorDigest::Stats, ..Default::default() })
+}
+
+/// Runs one pass (shape inference first), checks the IR, and returns (candidate, diff, report).
+fn apply(model: &Model, pass: &str, input: (&str, &[i64])) -> (Model, String, PassReport) {
+    let shapes = vec![(input.0.to_string(), input.1.to_vec())];
+    let mut before = model.clone();
+    infer_shapes(&mut before, &InferOptions { input_shapes: shapes.clone() }).unwrap();
+    let mut candidate = before.clone();
+    let report = lookup(pass).unwrap().build_default().run(&mut candidate, &PassContext { input_shapes: shapes.clone(), ..Default::default() }).unwrap();
+    assert!(whittle_graph::validate::validate(&candidate).is_empty(), "{pass} left an invalid graph");
+    infer_shapes(&mut candidate, &InferOptions { input_shapes: shapes.clone() }).unwrap();
+    let diff = diff_text(&text(&before), &text(&candidate), "before", "after");
+    (candidate, diff, report)
+}
+
+/// Both models give the same outputs (to `tol` of the output magnitude) on random inputs.
+fn assert_same_outputs(a: &Model, b: &Model, input: (&str, &[i64]), tol: f32) {
+    let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect::<Vec<_>>())];
+    let ra = load_model(&whittle_graph::encode_for_runtime(a), &shapes).unwrap();
+    let rb = load_model(&whittle_graph::encode_for_runtime(b), &shapes).unwrap();
+    let data = InputSet::random(&shapes, 3, Distribution::Normal { mean: 0.0, std: 1.0 }, 7).unwrap();
+    let (oa, ob) = (run_all(&ra, &data).unwrap(), run_all(&rb, &data).unwrap());
+    for (sa, sb) in oa.iter().zip(&ob) {
+        for (x, y) in sa.iter().zip(sb) {
+            assert_eq!(x.shape(), y.shape());
+            let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+            let err = x.iter().zip(y.iter()).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(err <= tol * scale, "max abs error {err} above {tol} x {scale}");
+        }
+    }
+}
+
+fn conv_bn_model(shared_weight: bool, training: bool) -> Model {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
+    let w = constant(&mut b, "w", &[4, 3, 3, 3], 1);
+    let conv = b.node("Conv", &[x, w], &["conv"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+    let [s, bias, mean] = [2, 3, 4].map(|seed| constant(&mut b, &format!("bn_p{seed}"), &[4], seed));
+    let var = b.constant("bn_var", Tensor::from_f32("bn_var", &[4], &[0.5, 1.0, 2.0, 0.25]));
+    let mut attrs = vec![attr_float("epsilon", 1e-3)];
+    if training {
+        attrs.push(attr_int("training_mode", 1));
+    }
+    let bn = b.node("BatchNormalization", &[conv, s, bias, mean, var], &["bn"], attrs)[0];
+    let y = b.node("Relu", &[bn], &["y"], vec![])[0];
+    b.output(y);
+    if shared_weight {
+        let other = b.node("Conv", &[x, w], &["other"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+        b.output(other);
+    }
+    b.finish()
+}
+
+#[test]
+fn fold_batchnorm() {
+    let model = conv_bn_model(false, false);
+    let (candidate, diff, report) = apply(&model, "fold_batchnorm", ("x", &[1, 3, 8, 8]));
+    assert_eq!(report.applied, 1);
+    insta::assert_snapshot!(diff);
+    assert_same_outputs(&model, &candidate, ("x", &[1, 3, 8, 8]), 1e-5);
+}
+
+#[test]
+fn fold_batchnorm_declines_shared_weights_and_training_mode() {
+    let (_, _, report) = apply(&conv_bn_model(true, false), "fold_batchnorm", ("x", &[1, 3, 8, 8]));
+    assert_eq!(report.applied, 0);
+    assert!(report.declined[0].reason.contains("shared"), "{:?}", report.declined);
+    let (_, _, report) = apply(&conv_bn_model(false, true), "fold_batchnorm", ("x", &[1, 3, 8, 8]));
+    assert_eq!(report.applied, 0);
+    assert!(report.declined[0].reason.contains("training_mode"), "{:?}", report.declined);
+}
+
+#[test]
+fn fold_channelwise() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
+    let w = constant(&mut b, "w", &[4, 3, 3, 3], 1);
+    let bias = constant(&mut b, "b", &[4], 2);
+    let conv = b.node("Conv", &[x, w, bias], &["conv"], vec![])[0];
+    let scale = constant(&mut b, "scale", &[1, 4, 1, 1], 3);
+    let shift = constant(&mut b, "shift", &[4, 1, 1], 4);
+    let m = b.node("Mul", &[scale, conv], &["scaled"], vec![])[0];
+    let a = b.node("Add", &[m, shift], &["shifted"], vec![])[0];
+    // Not channel-wise: varies along the width, must be declined.
+    let w2 = constant(&mut b, "w2", &[4, 4, 1, 1], 5);
+    let conv2 = b.node("Conv", &[a, w2], &["conv2"], vec![])[0];
+    let row = constant(&mut b, "row", &[6], 6);
+    let y = b.node("Mul", &[conv2, row], &["y"], vec![])[0];
+    b.output(y);
+    let model = b.finish();
+    let (candidate, diff, report) = apply(&model, "fold_channelwise", ("x", &[1, 3, 8, 8]));
+    assert_eq!(report.applied, 2);
+    assert_eq!(report.declined.len(), 1);
+    assert!(report.declined[0].reason.contains("channel axis"), "{:?}", report.declined);
+    insta::assert_snapshot!(diff);
+    assert_same_outputs(&model, &candidate, ("x", &[1, 3, 8, 8]), 1e-5);
+}
+
+#[test]
+fn remove_noops() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 4, 2, 2]);
+    let i = b.node("Identity", &[x], &["id"], vec![])[0];
+    let d = b.node("Dropout", &[i], &["drop"], vec![])[0];
+    let shape = b.constant("shape", Tensor::from_i64("shape", &[4], &[1, 4, 2, 2]));
+    let r = b.node("Reshape", &[d, shape], &["same_shape"], vec![])[0];
+    let c = b.node("Cast", &[r], &["same_type"], vec![attr_int("to", 1)])[0];
+    let t = b.node("Transpose", &[c], &["same_order"], vec![attr_ints("perm", &[0, 1, 2, 3])])[0];
+    let y = b.node("Relu", &[t], &["y"], vec![])[0];
+    let real = b.node("Transpose", &[y], &["moved"], vec![attr_ints("perm", &[0, 2, 3, 1])])[0];
+    b.output(real);
+    let model = b.finish();
+    let (candidate, diff, report) = apply(&model, "remove_noops", ("x", &[1, 4, 2, 2]));
+    assert_eq!(report.applied, 5);
+    insta::assert_snapshot!(diff);
+    assert_same_outputs(&model, &candidate, ("x", &[1, 4, 2, 2]), 0.0);
+}
+
+#[test]
+fn remove_noops_keeps_the_interface() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[2]);
+    let y = b.node("Identity", &[x], &["y"], vec![])[0];
+    b.output(y);
+    let (candidate, _, report) = apply(&b.finish(), "remove_noops", ("x", &[2]));
+    assert_eq!(report.applied, 0);
+    assert!(report.declined[0].reason.contains("interface"));
+    assert_eq!(candidate.graph.node_count(), 1);
+}
+
+#[test]
+fn constant_folding_of_shape_arithmetic() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input_shape("x", DataType::Float, whittle_graph::Shape(vec![whittle_graph::Dim::Sym("n".into()), whittle_graph::Dim::Known(6)]));
+    let s = b.node("Shape", &[x], &["s"], vec![])[0];
+    let zero = b.constant("zero", Tensor::from_i64("zero", &[], &[0]));
+    let n = b.node("Gather", &[s, zero], &["n"], vec![attr_int("axis", 0)])[0];
+    let axes = b.constant("axes", Tensor::from_i64("axes", &[1], &[0]));
+    let n1 = b.node("Unsqueeze", &[n, axes], &["n1"], vec![])[0];
+    let rest = b.constant("rest", Tensor::from_i64("rest", &[2], &[2, 3]));
+    let target = b.node("Concat", &[n1, rest], &["target"], vec![attr_int("axis", 0)])[0];
+    let y = b.node("Reshape", &[x, target], &["y"], vec![])[0];
+    b.output(y);
+    let model = b.finish();
+    let (candidate, diff, report) = apply(&model, "constant_folding", ("x", &[1, 6]));
+    assert_eq!(report.applied, 4, "{report:?}");
+    assert!(report.notes.iter().any(|n| n.contains("pinned")), "{:?}", report.notes);
+    insta::assert_snapshot!(diff);
+    assert_eq!(candidate.graph.node_count(), 1);
+    assert_same_outputs(&model, &candidate, ("x", &[1, 6]), 0.0);
+}
+
+#[test]
+fn constant_folding_caps_growth() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[256, 256]);
+    let one = b.constant("one", Tensor::from_f32("one", &[1], &[1.0]));
+    let shape = b.constant("shape", Tensor::from_i64("shape", &[2], &[256, 256]));
+    let big = b.node("Expand", &[one, shape], &["big"], vec![])[0];
+    let y = b.node("Add", &[x, big], &["y"], vec![])[0];
+    b.output(y);
+    let (candidate, _, report) = apply(&b.finish(), "constant_folding", ("x", &[256, 256]));
+    assert_eq!(candidate.graph.node_count(), 2, "the Expand stays");
+    assert!(report.declined[0].reason.contains("max_growth_bytes"), "{:?}", report.declined);
+}
+
+#[test]
+fn dead_code() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 2]);
+    let unused_w = b.constant("unused_w", Tensor::from_f32("unused_w", &[2], &[1.0, 2.0]));
+    let dead = b.node("Mul", &[x, unused_w], &["dead"], vec![])[0];
+    b.node("Relu", &[dead], &["dead2"], vec![]);
+    let y = b.node("Relu", &[x], &["y"], vec![])[0];
+    b.output(y);
+    let model = b.finish();
+    let (candidate, diff, report) = apply(&model, "dead_code", ("x", &[1, 2]));
+    assert_eq!(report.applied, 2, "two dead nodes");
+    assert!(candidate.graph.value_by_name("unused_w").is_none(), "and the weight only they read");
+    insta::assert_snapshot!(diff);
+    assert_same_outputs(&model, &candidate, ("x", &[1, 2]), 0.0);
+}
+
+fn old_opset_model(softmax_axis: Option<i64>, rank4_softmax: bool) -> Model {
+    let mut b = GraphBuilder::new(11);
+    let x = b.input("x", DataType::Float, &[1, 3, 1, 4]);
+    let sq = b.node("Squeeze", &[x], &["sq"], vec![attr_ints("axes", &[2])])[0];
+    let mean = b.node("ReduceMean", &[sq], &["mean"], vec![attr_ints("axes", &[2]), attr_int("keepdims", 1)])[0];
+    let sub = b.node("Sub", &[sq, mean], &["centered"], vec![])[0];
+    let un = b.node("Unsqueeze", &[sub], &["un"], vec![attr_ints("axes", &[2])])[0];
+    let flat = if rank4_softmax { un } else { b.node("Flatten", &[un], &["flat"], vec![attr_int("axis", 1)])[0] };
+    let attrs = softmax_axis.map(|a| vec![attr_int("axis", a)]).unwrap_or_default();
+    let y = b.node("Softmax", &[flat], &["y"], attrs)[0];
+    b.output(y);
+    b.finish()
+}
+
+#[test]
+fn opset_conversion() {
+    let model = old_opset_model(None, false);
+    let mut candidate = model.clone();
+    let pass = whittle_passes::opset_conversion::OpsetConversion::new(whittle_passes::opset_conversion::Params { target: 18 });
+    use whittle_passes::pass::PassDef;
+    infer_shapes(&mut candidate, &InferOptions { input_shapes: vec![("x".into(), vec![1, 3, 1, 4])] }).unwrap();
+    let before = candidate.clone();
+    use whittle_passes::Pass;
+    let report = pass.run(&mut candidate, &PassContext::default()).unwrap();
+    assert_eq!(candidate.opset(""), Some(18));
+    assert!(report.applied >= 4, "{report:?}");
+    insta::assert_snapshot!(diff_text(&text(&before), &text(&candidate), "opset 11", "opset 18"));
+    assert_same_outputs(&model, &candidate, ("x", &[1, 3, 1, 4]), 1e-6);
+}
+
+#[test]
+fn opset_conversion_refuses_a_softmax_whose_meaning_changes() {
+    let mut model = old_opset_model(Some(1), true);
+    infer_shapes(&mut model, &InferOptions { input_shapes: vec![("x".into(), vec![1, 3, 1, 4])] }).unwrap();
+    let err = lookup("opset_conversion").unwrap().build_default().run(&mut model, &PassContext::default()).unwrap_err();
+    assert!(err.to_string().contains("axis 1 is not the last axis"), "{err}");
+    assert_eq!(model.opset(""), Some(11), "nothing changed");
+}
