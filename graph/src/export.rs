@@ -10,7 +10,6 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use prost::Message;
 use prost::encoding::{encode_key, encode_varint, WireType};
 
@@ -18,9 +17,7 @@ use crate::error::ModelError;
 use crate::ir::{ConstOrigin, Graph, NodeId, OrderKey, ValueDef, ValueId};
 use crate::model::Model;
 use crate::onnx::attribute_proto::AttributeType;
-use crate::onnx::tensor_proto::DataLocation;
-use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
-use crate::tensor::Tensor;
+use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
 /// Protobuf messages cannot exceed 2 GiB.
 pub const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
@@ -62,11 +59,7 @@ pub fn model_to_proto(model: &Model) -> ModelProto {
 /// The model as bytes a runtime can read from memory: every tensor inline (tract cannot resolve
 /// external data from bytes).
 pub fn encode_for_runtime(model: &Model) -> Vec<u8> {
-    let mut proto = model_to_proto(model);
-    if let Some(g) = proto.graph.as_mut() {
-        inline_external(g, &external_tensors(&model.graph));
-    }
-    proto.encode_to_vec()
+    model_to_proto(&with_inline_data(model)).encode_to_vec()
 }
 
 /// The graph as a protobuf message.
@@ -221,117 +214,62 @@ fn const_node_proto(g: &Graph, v: ValueId) -> NodeProto {
     proto
 }
 
-/// Constants whose data lives in an external file in the IR.
-fn external_tensors(g: &Graph) -> HashMap<String, Tensor> {
-    g.value_ids()
-        .filter_map(|v| g.value(v).constant())
-        .filter(|c| c.tensor.is_external())
-        .map(|c| (c.tensor.name().to_string(), c.tensor.clone()))
-        .collect()
-}
-
-/// Replaces external tensors of a graph proto (initializers and Constant nodes) by inline ones.
-fn inline_external(g: &mut GraphProto, external: &HashMap<String, Tensor>) {
-    let inline = |t: &mut TensorProto| {
-        if t.data_location == Some(DataLocation::External as i32)
-            && let Some(src) = external.get(t.name.as_deref().unwrap_or(""))
-            && let Ok(raw) = src.raw_bytes()
-        {
-            t.raw_data = Some(Bytes::copy_from_slice(&raw));
-            t.external_data.clear();
-            t.data_location = None;
-        }
-    };
-    visit_tensors(g, &mut |t| inline(t));
-}
-
-/// Calls `f` on every tensor proto stored in a graph: initializers, Constant-node values and
-/// tensor attributes (subgraphs included).
-fn visit_tensors(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto)) {
-    g.initializer.iter_mut().for_each(&mut *f);
-    for node in &mut g.node {
-        for a in &mut node.attribute {
-            if let Some(t) = a.t.as_mut() {
-                f(t);
-            }
-            a.tensors.iter_mut().for_each(&mut *f);
-            if let Some(sub) = a.g.as_mut() {
-                visit_tensors(sub, f);
-            }
-            for sub in &mut a.graphs {
-                visit_tensors(sub, f);
-            }
-        }
+/// A copy of the model (tensor data shared) with every constant stored inline.
+fn with_inline_data(model: &Model) -> Model {
+    let mut model = model.clone();
+    let g = &mut model.graph;
+    let ids: Vec<ValueId> = g.value_ids().filter(|v| g.value(*v).constant().is_some_and(|c| c.tensor.is_external())).collect();
+    for v in ids {
+        let t = g.value(v).constant().expect("constant").tensor.inlined();
+        g.restore_constant_storage(v, t);
     }
+    model
 }
 
 /// Writes a model atomically (temporary files renamed into place). With external data, the data
 /// file is `<file name>.data` beside the model.
 pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(), ModelError> {
-    let mut proto = model_to_proto(model);
-    let external = external_tensors(&model.graph);
-    let too_big = proto.encoded_len() as u64 > options.inline_limit;
-    let graph = proto.graph.as_mut().expect("model_to_proto sets the graph");
+    // Which constants go to the external file: with `Keep`, exactly those that were external.
+    let source_external: Vec<ValueId> =
+        model.graph.value_ids().filter(|v| model.graph.value(*v).constant().is_some_and(|c| c.tensor.is_external())).collect();
     let placement = match &options.placement {
-        DataPlacement::Keep if external.is_empty() && too_big => {
+        DataPlacement::Keep if !source_external.is_empty() => DataPlacement::External { threshold: u64::MAX },
+        DataPlacement::Keep if model_to_proto(model).encoded_len() as u64 > options.inline_limit => {
             DataPlacement::External { threshold: DEFAULT_EXTERNAL_THRESHOLD }
         }
-        DataPlacement::Keep if !external.is_empty() => DataPlacement::External { threshold: u64::MAX },
         other => other.clone(),
     };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
     let write_err = |source| ModelError::Write { path: path.to_path_buf(), source };
+    let export_err = |e: crate::error::TensorError| ModelError::Export { path: path.to_path_buf(), message: e.to_string() };
+    let mut model = with_inline_data(model);
     let mut data_file = None;
     if let DataPlacement::External { threshold } = placement {
         let location = format!("{file_name}.data");
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
         let mut writer = BufWriter::new(tmp.as_file_mut());
         let mut offset = 0u64;
-        let mut failure = None;
-        let mut move_out = |t: &mut TensorProto| {
-            if failure.is_some() {
-                return;
-            }
-            let was_external = t.data_location == Some(DataLocation::External as i32);
-            let source = if was_external { external.get(t.name.as_deref().unwrap_or("")).cloned() } else { Tensor::from_proto(t.clone()).ok() };
-            let Some(source) = source else { return };
-            if !was_external && source.byte_size() < threshold {
-                return;
-            }
-            let Ok(raw) = source.raw_bytes() else { return };
-            if let Err(e) = writer.write_all(&raw) {
-                failure = Some(e);
-                return;
-            }
-            let entry = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
-            *t = TensorProto {
-                dims: t.dims.clone(),
-                data_type: t.data_type,
-                segment: t.segment,
-                name: t.name.clone(),
-                doc_string: t.doc_string.clone(),
-                metadata_props: t.metadata_props.clone(),
-                external_data: vec![
-                    entry("location", location.clone()),
-                    entry("offset", offset.to_string()),
-                    entry("length", raw.len().to_string()),
-                ],
-                data_location: Some(DataLocation::External as i32),
-                ..Default::default()
-            };
-            offset += raw.len() as u64;
+        let g = &mut model.graph;
+        let ids: Vec<ValueId> = if threshold == u64::MAX {
+            source_external
+        } else {
+            g.value_ids().filter(|v| g.value(*v).constant().is_some_and(|c| c.tensor.byte_size() >= threshold)).collect()
         };
-        visit_tensors(graph, &mut move_out);
-        if let Some(e) = failure {
-            return Err(write_err(e));
+        for v in ids {
+            let tensor = g.value(v).constant().expect("constant").tensor.clone();
+            let ext = tensor.externalized(&location, offset).map_err(export_err)?;
+            if g.restore_constant_storage(v, ext) {
+                let raw = tensor.raw_bytes().map_err(export_err)?;
+                writer.write_all(&raw).map_err(write_err)?;
+                offset += raw.len() as u64;
+            }
         }
         writer.flush().map_err(write_err)?;
         drop(writer);
         data_file = Some((tmp, dir.join(&location)));
-    } else if placement == DataPlacement::Inline {
-        inline_external(graph, &external);
     }
+    let proto = model_to_proto(&model);
     if proto.encoded_len() as u64 > PROTOBUF_LIMIT {
         return Err(ModelError::Export {
             path: path.to_path_buf(),
@@ -351,7 +289,14 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
 }
 
 fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), ModelError> {
-    tmp.as_file().sync_all().map_err(|source| ModelError::Write { path: path.to_path_buf(), source })?;
+    let err = |source| ModelError::Write { path: path.to_path_buf(), source };
+    // Temporary files are created private (0600); the output is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)?;
+    }
+    tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| ModelError::Write { path: PathBuf::from(path), source: e.error })?;
     Ok(())
 }

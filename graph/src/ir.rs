@@ -348,6 +348,25 @@ impl Graph {
         }
     }
 
+    /// Replaces how a constant's data is stored (inline or external) without changing the data or
+    /// its origin. Constants whose data the file does not store (`ConstantOfShape`) are left alone;
+    /// returns whether the tensor was replaced.
+    pub fn restore_constant_storage(&mut self, id: ValueId, tensor: Tensor) -> bool {
+        if let ValueDef::Constant(c) = &mut self.values[id.index()].def {
+            let stored = match &c.origin {
+                ConstOrigin::Node { proto, .. } => {
+                    proto.op_type.as_deref() == Some("Constant") && proto.attribute.first().and_then(|a| a.name.as_deref()) == Some("value")
+                }
+                _ => true,
+            };
+            if stored {
+                c.tensor = tensor;
+            }
+            return stored;
+        }
+        false
+    }
+
     /// Renames a value (keeps the name index consistent). Fails if the name is taken.
     pub fn rename_value(&mut self, id: ValueId, name: &str) -> bool {
         if self.by_name.get(name).is_some_and(|other| *other != id) {

@@ -96,6 +96,39 @@ impl Tensor {
         Tensor { proto: Arc::new(proto), dtype, external: None }
     }
 
+    /// This tensor with its data inline in `raw_data` (shared, not copied, when it was external).
+    pub fn inlined(&self) -> Tensor {
+        let Some(data) = self.external.clone().filter(|_| self.is_external()) else { return self.clone() };
+        let mut proto = (*self.proto).clone();
+        proto.raw_data = Some(data);
+        proto.external_data.clear();
+        proto.data_location = None;
+        Tensor { proto: Arc::new(proto), dtype: self.dtype, external: None }
+    }
+
+    /// This tensor stored at `offset` of the external file `location` (its bytes stay attached).
+    pub fn externalized(&self, location: &str, offset: u64) -> Result<Tensor, TensorError> {
+        let raw = Bytes::copy_from_slice(&self.raw_bytes()?);
+        let entry = |k: &str, v: String| crate::onnx::StringStringEntryProto { key: Some(k.into()), value: Some(v) };
+        let p = &*self.proto;
+        let proto = TensorProto {
+            dims: p.dims.clone(),
+            data_type: p.data_type,
+            segment: p.segment,
+            name: p.name.clone(),
+            doc_string: p.doc_string.clone(),
+            metadata_props: p.metadata_props.clone(),
+            external_data: vec![
+                entry("location", location.to_string()),
+                entry("offset", offset.to_string()),
+                entry("length", raw.len().to_string()),
+            ],
+            data_location: Some(DataLocation::External as i32),
+            ..Default::default()
+        };
+        Ok(Tensor { proto: Arc::new(proto), dtype: self.dtype, external: Some(raw) })
+    }
+
     pub fn proto(&self) -> &TensorProto {
         &self.proto
     }
