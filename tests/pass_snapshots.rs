@@ -35,7 +35,11 @@ fn apply(model: &Model, pass: &str, input: (&str, &[i64])) -> (Model, String, Pa
     let mut before = model.clone();
     infer_shapes(&mut before, &InferOptions { input_shapes: shapes.clone() }).unwrap();
     let mut candidate = before.clone();
-    let report = lookup(pass).unwrap().build_default().run(&mut candidate, &PassContext { input_shapes: shapes.clone(), ..Default::default() }).unwrap();
+    let report = lookup(pass)
+        .unwrap()
+        .build_default()
+        .run(&mut candidate, &PassContext { input_shapes: shapes.clone(), ..Default::default() })
+        .unwrap();
     assert!(whittle_graph::validate::validate(&candidate).is_empty(), "{pass} left an invalid graph");
     infer_shapes(&mut candidate, &InferOptions { input_shapes: shapes.clone() }).unwrap();
     let diff = diff_text(&text(&before), &text(&candidate), "before", "after");
@@ -160,7 +164,8 @@ fn remove_noops_keeps_the_interface() {
 #[test]
 fn constant_folding_of_shape_arithmetic() {
     let mut b = GraphBuilder::new(13);
-    let x = b.input_shape("x", DataType::Float, whittle_graph::Shape(vec![whittle_graph::Dim::Sym("n".into()), whittle_graph::Dim::Known(6)]));
+    let x =
+        b.input_shape("x", DataType::Float, whittle_graph::Shape(vec![whittle_graph::Dim::Sym("n".into()), whittle_graph::Dim::Known(6)]));
     let s = b.node("Shape", &[x], &["s"], vec![])[0];
     let zero = b.constant("zero", Tensor::from_i64("zero", &[], &[0]));
     let n = b.node("Gather", &[s, zero], &["n"], vec![attr_int("axis", 0)])[0];

@@ -102,16 +102,17 @@ fn kitchen_sink() -> ModelProto {
     let mut w = f32_tensor("w", &[4], &[0.5, -0.0, f32::MIN_POSITIVE, 1e30]);
     w.metadata_props.push(meta("tensor", "meta"));
     w.doc_string = Some("weights".into());
-    let typed = TensorProto {
-        name: Some("typed".into()),
-        dims: vec![3],
-        data_type: Some(7),
-        int64_data: vec![1, -2, 3],
-        ..Default::default()
-    };
+    let typed =
+        TensorProto { name: Some("typed".into()), dims: vec![3], data_type: Some(7), int64_data: vec![1, -2, 3], ..Default::default() };
     let sparse = SparseTensorProto {
         values: Some(f32_tensor("sp", &[2], &[1.0, 2.0])),
-        indices: Some(TensorProto { name: Some("sp_idx".into()), dims: vec![2], data_type: Some(7), int64_data: vec![0, 3], ..Default::default() }),
+        indices: Some(TensorProto {
+            name: Some("sp_idx".into()),
+            dims: vec![2],
+            data_type: Some(7),
+            int64_data: vec![0, 3],
+            ..Default::default()
+        }),
         dims: vec![4],
     };
     let mut x_info = f32_info("x", &[4]);
@@ -145,7 +146,10 @@ fn kitchen_sink() -> ModelProto {
         input: vec![x_info, ValueInfoProto { name: Some("cond".into()), ..Default::default() }],
         output: vec![f32_info("z", &[4]), f32_info("typed_f", &[3])],
         value_info: vec![f32_info("y", &[4]), seq_info],
-        quantization_annotation: vec![TensorAnnotation { tensor_name: Some("y".into()), quant_parameter_tensor_names: vec![meta("SCALE_TENSOR", "s")] }],
+        quantization_annotation: vec![TensorAnnotation {
+            tensor_name: Some("y".into()),
+            quant_parameter_tensor_names: vec![meta("SCALE_TENSOR", "s")],
+        }],
         metadata_props: vec![meta("graph", "meta")],
     };
     let mut m = model(graph);
@@ -173,7 +177,11 @@ fn kitchen_sink() -> ModelProto {
         initialization_binding: vec![meta("w", "w_init")],
         update_binding: vec![],
     });
-    m.configuration.push(DeviceConfigurationProto { name: Some("cfg".into()), num_devices: Some(2), device: vec!["cpu:0".into(), "cpu:1".into()] });
+    m.configuration.push(DeviceConfigurationProto {
+        name: Some("cfg".into()),
+        num_devices: Some(2),
+        device: vec!["cpu:0".into(), "cpu:1".into()],
+    });
     m
 }
 
@@ -236,13 +244,23 @@ fn constant_forms_are_first_class_constants() {
         op_type: Some("Constant".into()),
         name: Some("shape".into()),
         output: vec!["shape".into()],
-        attribute: vec![AttributeProto { name: Some("value_ints".into()), r#type: Some(AttributeType::Ints as i32), ints: vec![2, 3], ..Default::default() }],
+        attribute: vec![AttributeProto {
+            name: Some("value_ints".into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: vec![2, 3],
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let mut fill = node("ConstantOfShape", "fill", &["shape"], &["ones"]);
     let mut one = f32_tensor("", &[1], &[1.0]);
     one.name = None;
-    fill.attribute.push(AttributeProto { name: Some("value".into()), r#type: Some(AttributeType::Tensor as i32), t: Some(one), ..Default::default() });
+    fill.attribute.push(AttributeProto {
+        name: Some("value".into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(one),
+        ..Default::default()
+    });
     let graph = GraphProto {
         name: Some("g".into()),
         node: vec![shape, fill, node("Add", "add", &["x", "ones"], &["y"])],

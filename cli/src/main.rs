@@ -27,6 +27,10 @@ enum Command {
     Diff(commands::diff::Args),
     /// Re-save a model through the IR, optionally moving weights into or out of external data.
     Convert(commands::convert::Args),
+    /// Run a pipeline: passes, verification with tract, the gate; write the model only if it passes.
+    Run(commands::run::Args),
+    /// List every pass with its parameters, defaults and a one-line description.
+    Passes(commands::passes::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,8 @@ fn main() -> std::process::ExitCode {
         Command::Dump(args) => commands::dump::run(&args),
         Command::Diff(args) => commands::diff::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Passes(args) => commands::passes::run(&args),
     };
     match result {
         Ok(code) => code.into(),

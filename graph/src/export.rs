@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::encoding::{WireType, encode_key, encode_varint};
 
 use crate::error::ModelError;
 use crate::ir::{ConstOrigin, Graph, NodeId, OrderKey, ValueDef, ValueId};

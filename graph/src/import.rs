@@ -83,8 +83,7 @@ impl Importer {
         let mut captured: Vec<String> = Vec::new();
         let mut definer: HashMap<String, String> = HashMap::new();
 
-        let sparse_names: Vec<String> =
-            g.residual.sparse_initializer.iter().filter_map(|s| s.values.as_ref()?.name.clone()).collect();
+        let sparse_names: Vec<String> = g.residual.sparse_initializer.iter().filter_map(|s| s.values.as_ref()?.name.clone()).collect();
         for name in sparse_names {
             self.define(&mut g, &mut definer, &name, "a sparse initializer", ValueDef::Sparse);
         }
@@ -115,8 +114,12 @@ impl Importer {
         let mut pending: Vec<(NodeId, Vec<String>)> = Vec::new();
         for (k, mut node) in nodes.into_iter().enumerate() {
             let order = OrderKey { major: k as u64, minor: 0 };
-            if is_default_op(&node, "Constant") && node.output.len() == 1 && node.input.is_empty() {
-                if let Some(tensor) = self.constant_node_tensor(&mut node) {
+            if is_default_op(&node, "Constant")
+                && node.output.len() == 1
+                && node.input.is_empty()
+                && let Some(tensor) = self.constant_node_tensor(&mut node)
+            {
+                {
                     let name = node.output[0].clone();
                     let label = format!("Constant node '{}'", node.name.as_deref().unwrap_or(""));
                     let origin = ConstOrigin::Node { proto: node, inputs: Vec::new(), order, modified: false };
@@ -309,11 +312,8 @@ impl Importer {
             "value_int" => Tensor::from_i64(&out, &[], &[attr.i?]),
             "value_ints" => Tensor::from_i64(&out, &dims_of(attr.ints.len()), &attr.ints),
             "value_string" => {
-                let proto = TensorProto {
-                    data_type: Some(DataType::String.to_onnx()),
-                    string_data: vec![attr.s.clone()?],
-                    ..Default::default()
-                };
+                let proto =
+                    TensorProto { data_type: Some(DataType::String.to_onnx()), string_data: vec![attr.s.clone()?], ..Default::default() };
                 Tensor::from_proto(proto).ok()?
             }
             "value_strings" => {

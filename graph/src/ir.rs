@@ -149,6 +149,8 @@ impl Node {
 }
 
 /// How a constant was written in the file, so that export can write it back the same way.
+// `Constant` (which holds this) is already boxed inside `ValueDef`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstOrigin {
     /// `graph.initializer`, at this position.
@@ -174,7 +176,10 @@ pub enum ValueDef {
     /// A graph input (not an initializer).
     Input,
     /// Output `slot` of an operation.
-    Op { node: NodeId, slot: usize },
+    Op {
+        node: NodeId,
+        slot: usize,
+    },
     Constant(Box<Constant>),
     /// A sparse initializer (kept verbatim in the graph's residual proto).
     Sparse,
@@ -623,7 +628,8 @@ impl Graph {
     /// `ConstantOfShape`).
     pub fn is_const_dependency(&self, id: ValueId) -> bool {
         self.values.iter().any(|v| {
-            v.alive && matches!(&v.def, ValueDef::Constant(c) if matches!(&c.origin, ConstOrigin::Node { inputs, .. } if inputs.contains(&id)))
+            v.alive
+                && matches!(&v.def, ValueDef::Constant(c) if matches!(&c.origin, ConstOrigin::Node { inputs, .. } if inputs.contains(&id)))
         })
     }
 

@@ -202,8 +202,8 @@ impl Tensor {
             }
             Int32 => p.int32_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Int16 | Uint16 | Float16 | Bfloat16 => p.int32_data.iter().flat_map(|v| (*v as u16).to_le_bytes()).collect(),
-            Int8 | Uint8 | Bool | Float8E4M3FN | Float8E4M3FNUZ | Float8E5M2 | Float8E5M2FNUZ | Float8E8M0 | Uint4 | Int4
-            | Float4E2M1 | Uint2 | Int2 => p.int32_data.iter().map(|v| *v as u8).collect(),
+            Int8 | Uint8 | Bool | Float8E4M3FN | Float8E4M3FNUZ | Float8E5M2 | Float8E5M2FNUZ | Float8E8M0 | Uint4 | Int4 | Float4E2M1
+            | Uint2 | Int2 => p.int32_data.iter().map(|v| *v as u8).collect(),
             String => return Err(TensorError::Unsupported { dtype: self.dtype, what: "raw bytes" }),
         };
         Ok(Cow::Owned(bytes))

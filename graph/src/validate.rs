@@ -100,8 +100,7 @@ fn dtype_mismatch(g: &Graph, id: crate::ir::NodeId) -> Option<String> {
         "Concat" | "Sum" | "Max" | "Min" | "Mean" => (0..node.inputs().len()).collect(),
         op => same_type_inputs(op)?.to_vec(),
     };
-    let typed: Vec<(usize, DataType)> =
-        positions.iter().filter_map(|&i| node.input(i).and_then(|v| dtype(v).map(|t| (i, t)))).collect();
+    let typed: Vec<(usize, DataType)> = positions.iter().filter_map(|&i| node.input(i).and_then(|v| dtype(v).map(|t| (i, t)))).collect();
     let (first_slot, first) = *typed.first()?;
     typed.iter().find(|(_, t)| *t != first).map(|(slot, t)| {
         let name = |i: usize| node.input(i).map(|v| g.value(v).name.clone()).unwrap_or_default();

@@ -139,7 +139,8 @@ impl Pass for ConstantFolding {
             };
             match self.try_fold(model, id, ctx) {
                 Outcome::Folded(tensors) => {
-                    folded_shapes |= is_shape && model.graph.node(id).and_then(|n| n.input(0)).is_some_and(|x| model.graph.constant(x).is_none());
+                    folded_shapes |=
+                        is_shape && model.graph.node(id).and_then(|n| n.input(0)).is_some_and(|x| model.graph.constant(x).is_none());
                     replace_with_constants(model, id, tensors);
                     report.applied += 1;
                 }
@@ -199,11 +200,12 @@ fn pin_input_shapes(model: &mut Model, report: &mut PassReport) {
     for (i, shape) in pins {
         let (v, info) = &mut g.input_infos_mut()[i];
         let v = *v;
-        if let Some(whittle_graph::onnx::TypeProto { value: Some(whittle_graph::onnx::type_proto::Value::TensorType(t)), .. }) = info.r#type.as_mut() {
-            if t.shape.as_ref().map(whittle_graph::Shape::from_proto).as_ref() != Some(&shape) {
-                t.shape = Some(shape.to_proto());
-                report.notes.push(format!("input '{}' pinned to {shape}: Shape computations were folded for it", g.value(v).name));
-            }
+        if let Some(whittle_graph::onnx::TypeProto { value: Some(whittle_graph::onnx::type_proto::Value::TensorType(t)), .. }) =
+            info.r#type.as_mut()
+            && t.shape.as_ref().map(whittle_graph::Shape::from_proto).as_ref() != Some(&shape)
+        {
+            t.shape = Some(shape.to_proto());
+            report.notes.push(format!("input '{}' pinned to {shape}: Shape computations were folded for it", g.value(v).name));
         }
     }
 }

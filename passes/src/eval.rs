@@ -51,7 +51,9 @@ impl Arr {
         let shape = shape_of(t.dims());
         let bad = |e: String| EvalError::Invalid(e);
         Ok(match t.dtype() {
-            DataType::Float => Arr::F32(ArrayD::from_shape_vec(shape, t.to_f32().map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?),
+            DataType::Float => {
+                Arr::F32(ArrayD::from_shape_vec(shape, t.to_f32().map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?)
+            }
             dt @ (DataType::Int64 | DataType::Int32) => {
                 Arr::Int(ArrayD::from_shape_vec(shape, t.to_i64().map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?, dt)
             }
@@ -271,7 +273,8 @@ fn axes(node: &Node, inputs: &[Option<Arr>], slot: usize) -> R<Option<Vec<i64>>>
 /// Evaluates `node` on known inputs with the built-in kernels.
 pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
     let arrs: Vec<Option<Arr>> = inputs.iter().map(|t| t.map(Arr::from_tensor).transpose()).collect::<R<_>>()?;
-    let input = |i: usize| -> R<&Arr> { arrs.get(i).and_then(|a| a.as_ref()).ok_or_else(|| EvalError::Invalid(format!("input {i} missing"))) };
+    let input =
+        |i: usize| -> R<&Arr> { arrs.get(i).and_then(|a| a.as_ref()).ok_or_else(|| EvalError::Invalid(format!("input {i} missing"))) };
     let op = node.op_type();
     if !node.domain().is_empty() {
         return unsupported(format!("domain {}", node.domain()));
@@ -288,7 +291,10 @@ pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
         }
         "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Exp" | "Relu" | "Not" => unary(op, input(0)?)?,
         "Cast" => {
-            let to = node.attr_int("to").and_then(|t| DataType::from_onnx(t as i32)).ok_or(EvalError::Invalid("Cast without a valid `to`".into()))?;
+            let to = node
+                .attr_int("to")
+                .and_then(|t| DataType::from_onnx(t as i32))
+                .ok_or(EvalError::Invalid("Cast without a valid `to`".into()))?;
             cast(input(0)?, to)?
         }
         "Shape" => {
@@ -399,8 +405,13 @@ pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
                 return unsupported("Range longer than 2^20 elements");
             }
             match input(0)? {
-                Arr::F32(_) => Arr::F32(ArrayD::from_shape_vec(IxDyn(&[n]), (0..n).map(|i| (start + i as f64 * delta) as f32).collect()).expect("1-D")),
-                Arr::Int(_, dt) => Arr::Int(ArrayD::from_shape_vec(IxDyn(&[n]), (0..n).map(|i| (start + i as f64 * delta) as i64).collect()).expect("1-D"), *dt),
+                Arr::F32(_) => {
+                    Arr::F32(ArrayD::from_shape_vec(IxDyn(&[n]), (0..n).map(|i| (start + i as f64 * delta) as f32).collect()).expect("1-D"))
+                }
+                Arr::Int(_, dt) => Arr::Int(
+                    ArrayD::from_shape_vec(IxDyn(&[n]), (0..n).map(|i| (start + i as f64 * delta) as i64).collect()).expect("1-D"),
+                    *dt,
+                ),
                 Arr::Bool(_) => return invalid("Range of bool"),
             }
         }
@@ -435,7 +446,7 @@ pub fn reshape_target(input: &[usize], target: &[i64], allow_zero: bool) -> R<Ve
     let known: usize = out.iter().flatten().product();
     match out.iter().filter(|d| d.is_none()).count() {
         0 => Ok(out.into_iter().flatten().collect()),
-        1 if known > 0 && total % known == 0 => Ok(out.into_iter().map(|d| d.unwrap_or(total / known)).collect()),
+        1 if known > 0 && total.is_multiple_of(known) => Ok(out.into_iter().map(|d| d.unwrap_or(total / known)).collect()),
         _ => invalid(format!("cannot infer Reshape {target:?} of {input:?}")),
     }
 }
@@ -495,7 +506,7 @@ fn slice(node: &Node, arrs: &[Option<Arr>]) -> R<Arr> {
     let axes = get(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = get(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
     let mut out = a.clone();
-    for k in 0..starts.len() {
+    for (k, &start) in starts.iter().enumerate() {
         let axis = norm_axis(*axes.get(k).ok_or(EvalError::Invalid("axes".into()))?, rank)?;
         let step = *steps.get(k).unwrap_or(&1);
         if step == 0 {
@@ -507,9 +518,9 @@ fn slice(node: &Node, arrs: &[Option<Arr>]) -> R<Arr> {
             v.clamp(lo, hi)
         };
         let (start, end) = if step > 0 {
-            (clamp(starts[k], 0, dim), clamp(*ends.get(k).unwrap_or(&i64::MAX), 0, dim))
+            (clamp(start, 0, dim), clamp(*ends.get(k).unwrap_or(&i64::MAX), 0, dim))
         } else {
-            (clamp(starts[k], -1, dim - 1), clamp(*ends.get(k).unwrap_or(&i64::MIN), -1, dim - 1))
+            (clamp(start, -1, dim - 1), clamp(*ends.get(k).unwrap_or(&i64::MIN), -1, dim - 1))
         };
         let s = if step > 0 {
             Slice::new(start as isize, Some(end.max(start) as isize), step as isize)
@@ -525,6 +536,7 @@ fn slice(node: &Node, arrs: &[Option<Arr>]) -> R<Arr> {
 fn where3<T: Clone>(c: &ArrayD<bool>, x: &ArrayD<T>, y: &ArrayD<T>) -> R<ArrayD<T>> {
     let shape = broadcast_shape(&broadcast_shape(c.shape(), x.shape())?, y.shape())?;
     let sh = IxDyn(&shape);
-    let (cv, xv, yv) = (c.broadcast(sh.clone()).expect("checked"), x.broadcast(sh.clone()).expect("checked"), y.broadcast(sh).expect("checked"));
+    let (cv, xv, yv) =
+        (c.broadcast(sh.clone()).expect("checked"), x.broadcast(sh.clone()).expect("checked"), y.broadcast(sh).expect("checked"));
     Ok(Zip::from(&cv).and(&xv).and(&yv).map_collect(|c, x, y| if *c { x.clone() } else { y.clone() }))
 }

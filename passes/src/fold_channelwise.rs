@@ -47,7 +47,8 @@ fn match_node(g: &Graph, id: NodeId) -> Result<Option<Fold>, String> {
         return Ok(None);
     }
     let (Some(a), Some(b)) = (n.input(0), n.input(1)) else { return Ok(None) };
-    let layer_of = |v: ValueId| g.value(v).producer().filter(|p| g.node(*p).is_some_and(|l| matches!(l.op_type(), "Conv" | "ConvTranspose" | "Gemm")));
+    let layer_of =
+        |v: ValueId| g.value(v).producer().filter(|p| g.node(*p).is_some_and(|l| matches!(l.op_type(), "Conv" | "ConvTranspose" | "Gemm")));
     // The layer output must be the first operand for Sub and Div (c − x and c / x are not affine
     // per channel in the same way); Mul and Add commute.
     let (x, c) = match (layer_of(a), layer_of(b)) {

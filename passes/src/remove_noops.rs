@@ -90,7 +90,11 @@ impl Pass for RemoveNoops {
             .topo_order()
             .map_err(|_| PassError("the graph has a cycle".into()))?
             .into_iter()
-            .filter(|id| g.node(*id).is_some_and(|n| n.domain().is_empty() && matches!(n.op_type(), "Identity" | "Dropout" | "Reshape" | "Cast" | "Transpose")))
+            .filter(|id| {
+                g.node(*id).is_some_and(|n| {
+                    n.domain().is_empty() && matches!(n.op_type(), "Identity" | "Dropout" | "Reshape" | "Cast" | "Transpose")
+                })
+            })
             .collect();
         for id in candidates {
             let (label, op) = (g.node_label(id), g.node(id).map(|n| n.op_type().to_string()).unwrap_or_default());

@@ -11,7 +11,9 @@ pub fn is_exclusive_constant(g: &Graph, v: ValueId, reader: NodeId) -> bool {
 /// Why `old` cannot be replaced by `new` everywhere, if it cannot.
 pub fn replace_blocker(g: &Graph, old: ValueId, new: ValueId) -> Option<&'static str> {
     if g.is_graph_output(old) && (g.is_graph_input(new) || g.is_graph_output(new)) {
-        return Some("its output is a graph output and its input is a graph input or output: removing it would rename the model's interface");
+        return Some(
+            "its output is a graph output and its input is a graph input or output: removing it would rename the model's interface",
+        );
     }
     None
 }

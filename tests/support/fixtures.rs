@@ -96,12 +96,7 @@ pub fn dangling_model() -> ModelProto {
 pub fn overflow_model() -> ModelProto {
     let mut m = relu_model();
     let g = m.graph.as_mut().expect("graph");
-    g.initializer.push(TensorProto {
-        name: Some("huge".into()),
-        dims: vec![1 << 40, 1 << 40],
-        data_type: Some(1),
-        ..Default::default()
-    });
+    g.initializer.push(TensorProto { name: Some("huge".into()), dims: vec![1 << 40, 1 << 40], data_type: Some(1), ..Default::default() });
     m
 }
 

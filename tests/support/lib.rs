@@ -22,8 +22,7 @@ pub fn shared_models() -> Option<Vec<PathBuf>> {
     Some(SHARED_MODELS.iter().map(|m| dir.join("models").join(m)).collect())
 }
 
-pub const SHARED_MODELS: [&str; 3] =
-    ["ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"];
+pub const SHARED_MODELS: [&str; 3] = ["ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"];
 
 /// A file in `testdata/`.
 pub fn testdata(name: &str) -> PathBuf {

@@ -75,13 +75,10 @@ pub fn inspect(model: &Model, file: String, file_bytes: u64, unknown_ops: Vec<St
         .map(|o| (o.domain.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "ai.onnx".into()), o.version.unwrap_or(0)))
         .collect();
     opsets.sort();
-    let producer = format!(
-        "{} {}",
-        model.meta.producer_name.as_deref().unwrap_or(""),
-        model.meta.producer_version.as_deref().unwrap_or("")
-    )
-    .trim()
-    .to_string();
+    let producer =
+        format!("{} {}", model.meta.producer_name.as_deref().unwrap_or(""), model.meta.producer_version.as_deref().unwrap_or(""))
+            .trim()
+            .to_string();
     Inspection {
         file,
         file_bytes,
@@ -101,7 +98,7 @@ fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -116,13 +113,7 @@ fn render(i: &Inspection) -> String {
     let _ = writeln!(s, "ir_version: {}   opsets: {}   producer: {}", i.ir_version, opsets.join(", "), i.producer);
     for (label, ports) in [("input ", &i.inputs), ("output", &i.outputs)] {
         for p in ports {
-            let _ = writeln!(
-                s,
-                "{label}:     {} {} {}",
-                p.name,
-                p.dtype.as_deref().unwrap_or("?"),
-                p.shape.as_deref().unwrap_or("[?]")
-            );
+            let _ = writeln!(s, "{label}:     {} {} {}", p.name, p.dtype.as_deref().unwrap_or("?"), p.shape.as_deref().unwrap_or("[?]"));
         }
     }
     let st = &i.stats;
@@ -132,12 +123,7 @@ fn render(i: &Inspection) -> String {
         h.iter().map(|(op, n)| format!("{op} {n}")).collect()
     };
     let _ = writeln!(s, "nodes:      {} ({})", st.nodes, hist.join(", "));
-    let _ = writeln!(
-        s,
-        "parameters: {} elements, {} bytes",
-        grouped(st.parameters),
-        grouped(st.parameter_bytes)
-    );
+    let _ = writeln!(s, "parameters: {} elements, {} bytes", grouped(st.parameters), grouped(st.parameter_bytes));
     for (dtype, t) in &st.by_dtype {
         let _ = writeln!(s, "  {dtype:<8} {:>14} elements {:>14} bytes", grouped(t.elements), grouped(t.bytes));
     }
