@@ -25,6 +25,35 @@ fn cleanup(model: &mut Model, input: &(String, Vec<i64>)) -> Vec<(String, usize,
     counts
 }
 
+/// The peer's judge (onnx.checker + onnxruntime), when the Python venv is installed.
+fn peer_python() -> Option<std::path::PathBuf> {
+    let python = whittle_tests::repo_root().join(".venv-peer/bin/python");
+    if python.is_file() {
+        Some(python)
+    } else {
+        eprintln!("SKIPPED onnx.checker/onnxruntime check: .venv-peer is missing (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)");
+        None
+    }
+}
+
+/// Runs ../shared/peer/compare.py on the exported candidate: onnx.checker must accept it,
+/// onnxruntime must load and run it, and its SQNR against the original must be at least 40 dB.
+fn check_with_peer(python: &std::path::Path, shared: &std::path::Path, original: &std::path::Path, model: &Model, data: &str, ctc: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let candidate = dir.path().join("cleaned.onnx");
+    whittle_graph::save_model(model, &candidate, &Default::default()).unwrap();
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(shared.join("peer/compare.py")).arg(original).arg(&candidate);
+    cmd.args(["--inputs", shared.join("data").join(data).to_str().unwrap(), "--runs", "0", "--min-sqnr", "40"]);
+    if ctc {
+        cmd.arg("--ctc");
+    }
+    let out = cmd.output().expect("run compare.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", stdout.lines().last().unwrap_or(""));
+    assert!(out.status.success(), "compare.py failed on {}:\n{stdout}\n{}", original.display(), String::from_utf8_lossy(&out.stderr));
+}
+
 fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0, |m, v| m.max(v.abs()))
 }
@@ -49,6 +78,10 @@ fn cleanup_matches_onnx_simplifier_and_keeps_outputs() {
         let after = counts.last().unwrap().1;
         eprintln!("{file}: {before} -> {after} nodes ({counts:?})");
         assert!(after <= simplifier_nodes, "{file}: {after} nodes, onnx-simplifier reaches {simplifier_nodes}");
+
+        if let Some(python) = peer_python() {
+            check_with_peer(&python, &shared, &path, &model, data, file.contains("rec"));
+        }
 
         let shapes = vec![("x".to_string(), dims.iter().map(|&d| d as usize).collect::<Vec<_>>())];
         let original = load_model(&std::fs::read(&path).unwrap(), &shapes).unwrap();
