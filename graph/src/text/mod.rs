@@ -28,7 +28,7 @@
 //!     w: f32[4,3,3,3] = <hash dbef202f2cc65357>
 //!   nodes:
 //!     c = Conv(x, w, b) {pads=[1,1,1,1]}  # c
-//!     y = Relu(c)  # y
+//!     y: f32[*] = Relu(c)  # y
 //! "#);
 //! ```
 //!
