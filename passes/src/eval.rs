@@ -487,7 +487,7 @@ fn gather(a: &Arr, idx: &Arr, axis: usize) -> R<Arr> {
     out_shape.extend(&idx_shape);
     out_shape.extend(&a.shape()[axis + 1..]);
     structural!(a, |x| {
-        let picked = x.select(Axis(axis), &indices);
+        let picked = x.select(Axis(axis), &indices).as_standard_layout().into_owned();
         picked.into_shape_with_order(IxDyn(&out_shape)).map_err(|e| EvalError::Invalid(e.to_string()))
     })
 }
