@@ -4,14 +4,9 @@
 //! subgraph capture). ONNX operators are side-effect free, so removing dead nodes never changes an
 //! output. **Exact.** `value_info` entries of removed values go with them.
 
-use serde::{Deserialize, Serialize};
 use whittle_graph::Model;
 
-use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {}
+use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
 
 pub struct DeadCode;
 
@@ -19,9 +14,9 @@ impl PassDef for DeadCode {
     const NAME: &'static str = "dead_code";
     const SUMMARY: &'static str = "Remove operations and constants whose results nobody reads";
     const EXACT: bool = true;
-    type Params = Params;
+    type Params = NoParams;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
-    fn new(_: Params) -> Self {
+    fn new(_: NoParams) -> Self {
         DeadCode
     }
 }

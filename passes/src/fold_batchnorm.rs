@@ -10,16 +10,11 @@
 //! must not be shared with other nodes; training mode (`training_mode=1`, or used running-stat
 //! outputs) and non-spatial BN (`spatial=0`, opset < 9) are left alone.
 
-use serde::{Deserialize, Serialize};
 use whittle_graph::{Model, NodeId};
 
 use crate::affine::{check_foldable, fold_affine, output_channels};
-use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
 use crate::rewrite::{bypass, single_reader};
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {}
 
 pub struct FoldBatchnorm;
 
@@ -27,9 +22,9 @@ impl PassDef for FoldBatchnorm {
     const NAME: &'static str = "fold_batchnorm";
     const SUMMARY: &'static str = "Fold inference BatchNormalization into the Conv/ConvTranspose/Gemm before it";
     const EXACT: bool = true;
-    type Params = Params;
+    type Params = NoParams;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
-    fn new(_: Params) -> Self {
+    fn new(_: NoParams) -> Self {
         FoldBatchnorm
     }
 }

@@ -12,16 +12,11 @@
 //! layer's weight and bias must not be shared; `c − x` and `c / x` are not affine in this sense
 //! and are left alone.
 
-use serde::{Deserialize, Serialize};
 use whittle_graph::{Graph, Model, NodeId, ValueId};
 
 use crate::affine::{check_foldable, fold_affine, output_channels};
-use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
 use crate::rewrite::{bypass, single_reader};
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {}
 
 pub struct FoldChannelwise;
 
@@ -29,9 +24,9 @@ impl PassDef for FoldChannelwise {
     const NAME: &'static str = "fold_channelwise";
     const SUMMARY: &'static str = "Fold a channel-wise Mul/Add/Sub/Div by a constant into the Conv/ConvTranspose/Gemm before it";
     const EXACT: bool = true;
-    type Params = Params;
+    type Params = NoParams;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
-    fn new(_: Params) -> Self {
+    fn new(_: NoParams) -> Self {
         FoldChannelwise
     }
 }

@@ -41,6 +41,11 @@ impl PassReport {
     }
 }
 
+/// The parameters of a pass that takes none (an empty map, or no map, in a pipeline).
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// A pass failed outright (as opposed to declining a pattern).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

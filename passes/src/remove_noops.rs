@@ -11,15 +11,10 @@
 //! output is a graph output fed directly by a graph input is declined: removing it would rename the
 //! model's interface.
 
-use serde::{Deserialize, Serialize};
 use whittle_graph::{Graph, Model, NodeId};
 
-use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
 use crate::rewrite::{bypass, replace_blocker};
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {}
 
 pub struct RemoveNoops;
 
@@ -27,9 +22,9 @@ impl PassDef for RemoveNoops {
     const NAME: &'static str = "remove_noops";
     const SUMMARY: &'static str = "Remove Identity, inference Dropout and no-op Reshape/Cast/Transpose";
     const EXACT: bool = true;
-    type Params = Params;
+    type Params = NoParams;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
-    fn new(_: Params) -> Self {
+    fn new(_: NoParams) -> Self {
         RemoveNoops
     }
 }
