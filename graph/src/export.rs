@@ -214,8 +214,13 @@ fn const_node_proto(g: &Graph, v: ValueId) -> NodeProto {
     proto
 }
 
-/// A copy of the model (tensor data shared) with every constant stored inline.
-fn with_inline_data(model: &Model) -> Model {
+/// The model with every constant stored inline: borrowed as is when nothing is external, else a
+/// copy sharing the tensor data.
+fn with_inline_data(model: &Model) -> std::borrow::Cow<'_, Model> {
+    let g = &model.graph;
+    if !g.value_ids().any(|v| g.value(v).constant().is_some_and(|c| c.tensor.is_external())) {
+        return std::borrow::Cow::Borrowed(model);
+    }
     let mut model = model.clone();
     let g = &mut model.graph;
     let ids: Vec<ValueId> = g.value_ids().filter(|v| g.value(*v).constant().is_some_and(|c| c.tensor.is_external())).collect();
@@ -223,7 +228,7 @@ fn with_inline_data(model: &Model) -> Model {
         let t = g.value(v).constant().expect("constant").tensor.inlined();
         g.restore_constant_storage(v, t);
     }
-    model
+    std::borrow::Cow::Owned(model)
 }
 
 /// Writes a model atomically (temporary files renamed into place). With external data, the data
@@ -232,9 +237,11 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
     // Which constants go to the external file: with `Keep`, exactly those that were external.
     let source_external: Vec<ValueId> =
         model.graph.value_ids().filter(|v| model.graph.value(*v).constant().is_some_and(|c| c.tensor.is_external())).collect();
+    let mut model = with_inline_data(model);
+    let mut proto = model_to_proto(&model);
     let placement = match &options.placement {
         DataPlacement::Keep if !source_external.is_empty() => DataPlacement::External { threshold: u64::MAX },
-        DataPlacement::Keep if model_to_proto(model).encoded_len() as u64 > options.inline_limit => {
+        DataPlacement::Keep if proto.encoded_len() as u64 > options.inline_limit => {
             DataPlacement::External { threshold: DEFAULT_EXTERNAL_THRESHOLD }
         }
         other => other.clone(),
@@ -243,14 +250,13 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
     let write_err = |source| ModelError::Write { path: path.to_path_buf(), source };
     let export_err = |e: crate::error::TensorError| ModelError::Export { path: path.to_path_buf(), message: e.to_string() };
-    let mut model = with_inline_data(model);
     let mut data_file = None;
     if let DataPlacement::External { threshold } = placement {
         let location = format!("{file_name}.data");
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
         let mut writer = BufWriter::new(tmp.as_file_mut());
         let mut offset = 0u64;
-        let g = &mut model.graph;
+        let g = &mut model.to_mut().graph;
         let ids: Vec<ValueId> = if threshold == u64::MAX {
             source_external
         } else {
@@ -268,8 +274,8 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
         writer.flush().map_err(write_err)?;
         drop(writer);
         data_file = Some((tmp, dir.join(&location)));
+        proto = model_to_proto(&model);
     }
-    let proto = model_to_proto(&model);
     if proto.encoded_len() as u64 > PROTOBUF_LIMIT {
         return Err(ModelError::Export {
             path: path.to_path_buf(),
@@ -277,11 +283,8 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
         });
     }
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        write_model_streaming(&proto, &mut w).map_err(write_err)?;
-        w.flush().map_err(write_err)?;
-    }
+    // `write_model_streaming` buffers by itself.
+    write_model_streaming(proto, tmp.as_file_mut()).map_err(write_err)?;
     if let Some((data_tmp, data_path)) = data_file {
         persist(data_tmp, &data_path)?;
     }
@@ -304,42 +307,94 @@ fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), ModelError> 
 /// Encodes a model into a writer without building the whole message in memory: the model fields,
 /// then the graph's small fields, then each node and initializer one at a time. The result decodes
 /// to the same message as `proto.encode_to_vec()`.
-pub fn write_model_streaming(proto: &ModelProto, w: &mut dyn Write) -> std::io::Result<()> {
-    let mut head = proto.clone();
-    let graph = head.graph.take();
-    let mut buf = Vec::new();
-    head.encode(&mut buf).map_err(std::io::Error::other)?;
-    w.write_all(&buf)?;
-    let Some(graph) = graph else { return Ok(()) };
-    let mut small = graph.clone();
-    small.node.clear();
-    small.initializer.clear();
+pub fn write_model_streaming(mut proto: ModelProto, w: &mut dyn Write) -> std::io::Result<()> {
+    let graph = proto.graph.take();
+    let mut sb = StreamBuf { w, buf: Vec::with_capacity(CHUNK), err: None };
+    proto.encode(&mut sb).map_err(std::io::Error::other)?;
+    let Some(mut small) = graph else { return sb.finish() };
+    let nodes = std::mem::take(&mut small.node);
+    let initializers = std::mem::take(&mut small.initializer);
     let len = small.encoded_len()
-        + graph.node.iter().map(|n| prost::encoding::message::encoded_len(1, n)).sum::<usize>()
-        + graph.initializer.iter().map(|t| prost::encoding::message::encoded_len(5, t)).sum::<usize>();
-    buf.clear();
-    encode_key(7, WireType::LengthDelimited, &mut buf);
-    encode_varint(len as u64, &mut buf);
-    w.write_all(&buf)?;
-    for n in &graph.node {
-        buf.clear();
-        prost::encoding::message::encode(1, n, &mut buf);
-        w.write_all(&buf)?;
+        + nodes.iter().map(|n| prost::encoding::message::encoded_len(1, n)).sum::<usize>()
+        + initializers.iter().map(|t| prost::encoding::message::encoded_len(5, t)).sum::<usize>();
+    encode_key(7, WireType::LengthDelimited, &mut sb);
+    encode_varint(len as u64, &mut sb);
+    for n in &nodes {
+        prost::encoding::message::encode(1, n, &mut sb);
     }
-    buf.clear();
-    small.encode(&mut buf).map_err(std::io::Error::other)?;
-    w.write_all(&buf)?;
-    for t in &graph.initializer {
-        buf.clear();
-        prost::encoding::message::encode(5, t, &mut buf);
-        w.write_all(&buf)?;
+    small.encode(&mut sb).map_err(std::io::Error::other)?;
+    for t in &initializers {
+        prost::encoding::message::encode(5, t, &mut sb);
     }
-    Ok(())
+    sb.finish()
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// A `BufMut` that streams into a writer through a fixed 64 KiB buffer; big slices (tensor data)
+/// go straight to the writer, so memory does not grow with the largest tensor.
+struct StreamBuf<'a> {
+    w: &'a mut dyn Write,
+    buf: Vec<u8>,
+    err: Option<std::io::Error>,
+}
+
+impl StreamBuf<'_> {
+    fn write(&mut self, data: &[u8]) {
+        if self.err.is_none()
+            && let Err(e) = self.w.write_all(data)
+        {
+            self.err = Some(e);
+        }
+    }
+    fn flush_buf(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.write(&buf);
+        self.buf = buf;
+        self.buf.clear();
+    }
+    fn finish(mut self) -> std::io::Result<()> {
+        self.flush_buf();
+        self.err.map_or(Ok(()), Err)
+    }
+}
+
+unsafe impl bytes::BufMut for StreamBuf<'_> {
+    fn remaining_mut(&self) -> usize {
+        isize::MAX as usize
+    }
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        let len = self.buf.len();
+        unsafe { self.buf.set_len(len + cnt) }
+    }
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        if self.buf.len() == self.buf.capacity() {
+            self.flush_buf();
+        }
+        bytes::buf::UninitSlice::uninit(self.buf.spare_capacity_mut())
+    }
+    fn put_slice(&mut self, src: &[u8]) {
+        if self.buf.capacity() - self.buf.len() < src.len() {
+            self.flush_buf();
+        }
+        if src.len() >= CHUNK {
+            self.write(src);
+        } else {
+            self.buf.extend_from_slice(src);
+        }
+    }
+    fn put<T: bytes::Buf>(&mut self, mut src: T) {
+        while bytes::Buf::has_remaining(&src) {
+            let n = bytes::Buf::chunk(&src).len();
+            self.put_slice(bytes::Buf::chunk(&src));
+            bytes::Buf::advance(&mut src, n);
+        }
+    }
 }
 
 /// The bytes [`save_model`] writes for an all-inline model (deterministic).
 pub fn encode_model(model: &Model) -> Vec<u8> {
     let mut out = Vec::new();
-    write_model_streaming(&model_to_proto(model), &mut out).expect("writing to a Vec cannot fail");
+    write_model_streaming(model_to_proto(model), &mut out).expect("writing to a Vec cannot fail");
     out
 }

@@ -52,7 +52,7 @@ pub fn import_model(mut proto: ModelProto, path: &Path, base_dir: Option<&Path>)
     if proto.opset_import.is_empty() {
         return Err(not_a_model("it imports no operator set"));
     }
-    let mut ctx = Importer { path: path.to_path_buf(), external: ExternalLoader::new(base_dir), issues: Vec::new() };
+    let mut ctx = Importer { external: ExternalLoader::new(base_dir), issues: Vec::new() };
     let (graph, captured) = ctx.import_graph(graph, &|_| false)?;
     for name in captured {
         ctx.issues.push(GraphIssue::Other(format!("the main graph reads '{name}' from an outer scope it does not have")));
@@ -64,7 +64,6 @@ pub fn import_model(mut proto: ModelProto, path: &Path, base_dir: Option<&Path>)
 }
 
 struct Importer {
-    path: PathBuf,
     external: ExternalLoader,
     issues: Vec<GraphIssue>,
 }
@@ -281,10 +280,7 @@ impl Importer {
             Ok(data) => tensor.with_external_data(data).map_err(|e| report(&mut self.issues, e)),
             Err(message) => {
                 let location = tensor.external_entry("location").unwrap_or("").to_string();
-                self.issues.push(GraphIssue::Other(format!(
-                    "{}: tensor '{name}': external data file '{location}': {message}",
-                    self.path.display()
-                )));
+                self.issues.push(GraphIssue::Other(format!("tensor '{name}': external data file '{location}': {message}")));
                 Err(())
             }
         }

@@ -128,7 +128,9 @@ pub fn missing_external_model() -> ModelProto {
     m
 }
 
-/// A valid protobuf message that is not a model (a TensorProto).
+/// A valid protobuf message that is not a model: a TensorProto holding only dims, whose fields
+/// happen to be wire-compatible with ModelProto (field 1 is a varint in both), so it decodes, but
+/// as a "model" without a graph.
 pub fn not_a_model_bytes() -> Vec<u8> {
-    f32_tensor("t", &[2], &[1.0, 2.0]).encode_to_vec()
+    TensorProto { dims: vec![2, 3], ..Default::default() }.encode_to_vec()
 }
