@@ -45,7 +45,8 @@ fn default_pipeline_passes_and_writes_model_and_report() {
     let (o, out, rep) = run_cleanup(dir.path(), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for needle in ["[PASSED]", "opset_conversion", "fold_batchnorm", "latency median", "gate: PASS", "accuracy", "worst class", "per class"] {
+    for needle in ["[PASSED]", "opset_conversion", "fold_batchnorm", "latency median", "gate: PASS", "accuracy", "worst class", "per class"]
+    {
         assert!(stdout.contains(needle), "summary lacks `{needle}`:\n{stdout}");
     }
     assert!(out.is_file());
@@ -115,7 +116,8 @@ fn gate_failure_exits_3_and_writes_no_model() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = std::fs::read_to_string(pipeline("cleanup.yaml")).unwrap();
     // An impossible threshold: cleanup never halves the file.
-    let yaml = yaml.replace("max_size_ratio: 1.0", "max_size_ratio: 0.5").replace("../", &format!("{}/", whittle_tests::repo_root().display()));
+    let yaml =
+        yaml.replace("max_size_ratio: 1.0", "max_size_ratio: 0.5").replace("../", &format!("{}/", whittle_tests::repo_root().display()));
     let p = dir.path().join("impossible.yaml");
     std::fs::write(&p, yaml).unwrap();
     let out = dir.path().join("o.onnx");
@@ -156,11 +158,14 @@ fn stop_after_and_dump_after_each() {
 #[test]
 fn json_flag_prints_the_report() {
     let dir = tempfile::tempdir().unwrap();
-    let o = whittle(&["run", &pipeline("cleanup.yaml"), "--json", "--stop-after", "1", "--report", &s(&dir.path().join("r.json")), "--eval", "random:3"]);
+    let out = s(&dir.path().join("m.onnx"));
+    let o = whittle(&["run", &pipeline("cleanup.yaml"), "--json", "--stop-after", "1", "--out", &out, "--eval", "random:3"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the JSON report");
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["evaluation"]["labels"], serde_json::Value::Null);
+    // --out alone moves the report beside the output.
+    assert!(dir.path().join("m.report.json").is_file());
 }
 
 /// Every shipped pipeline parses, and runs on its model: the default one always, the PP-OCR
@@ -180,7 +185,7 @@ fn every_shipped_pipeline_runs() {
     for name in &names {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out.onnx");
-        let mut args = vec!["run".to_string(), pipeline(name), "--out".into(), s(&out), "--report".into(), s(&tmp.path().join("r.json"))];
+        let mut args = ["run".to_string(), pipeline(name), "--out".into(), s(&out), "--report".into(), s(&tmp.path().join("r.json"))];
         if name.starts_with("ppocr_") && shared.is_none() {
             eprintln!("SKIPPED running {name}: ../shared is not present");
             // Still parsed and checked up to the missing model.
@@ -211,7 +216,10 @@ fn exported_model_passes_onnx_checker_and_runs_in_onnxruntime() {
     let python = root.join(".venv-peer/bin/python");
     let compare = root.join("../shared/peer/compare.py");
     if !python.is_file() {
-        eprintln!("SKIPPED: {} not found (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)", python.display());
+        eprintln!(
+            "SKIPPED: {} not found (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)",
+            python.display()
+        );
         return;
     }
     if !compare.is_file() {
@@ -224,7 +232,17 @@ fn exported_model_passes_onnx_checker_and_runs_in_onnxruntime() {
     let original = whittle_tests::testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx");
     let data = whittle_tests::testdata("cls_eval_small.npz");
     let r = Command::new(&python)
-        .args([s(&compare), s(&original), s(&out), "--inputs".into(), s(&data), "--runs".into(), "0".into(), "--min-sqnr".into(), "60".into()])
+        .args([
+            s(&compare),
+            s(&original),
+            s(&out),
+            "--inputs".into(),
+            s(&data),
+            "--runs".into(),
+            "0".into(),
+            "--min-sqnr".into(),
+            "60".into(),
+        ])
         .output()
         .expect("run compare.py");
     let stdout = String::from_utf8_lossy(&r.stdout);

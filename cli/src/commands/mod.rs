@@ -4,6 +4,8 @@ pub mod convert;
 pub mod diff;
 pub mod dump;
 pub mod inspect;
+pub mod passes;
+pub mod run;
 
 use std::path::Path;
 

@@ -1,0 +1,113 @@
+//! `whittle run PIPELINE.yaml`: run a pipeline, verify the result with tract, gate, write.
+//!
+//! Exit codes: 0 passed (or up to date), 2 invalid pipeline/model/data (nothing written),
+//! 3 the gate failed (only the report written), 1 a step failed or writing failed.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use whittle_runner::report::render_text;
+use whittle_runner::{Overrides, Pipeline, PipelineError, RunError, RunOptions, RunStatus, run_pipeline};
+
+use crate::exit::{CliError, CliResult, ExitCode};
+use crate::input_dims::parse_input_dims;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The pipeline file (YAML; see docs/pipeline-format.md).
+    pipeline: PathBuf,
+    /// Use this model instead of the pipeline's `model`.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Concrete input shape, replacing the pipeline's (repeatable): NAME=D1,D2,...
+    #[arg(long = "input", value_parser = parse_input_dims)]
+    inputs: Vec<(String, Vec<i64>)>,
+    /// Calibration data: an .npz or .npy file, a folder of images, or random[:SEED].
+    #[arg(long)]
+    calibration: Option<String>,
+    /// Evaluation data: an .npz or .npy file, a folder of images, or random[:SEED].
+    #[arg(long = "eval")]
+    eval: Option<String>,
+    /// Where to write the model (only when the gate passes).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where to write the JSON report (default: the output path with .report.json).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Run the steps up to this one (1-based index or pass name), then verify and report.
+    #[arg(long, value_name = "STEP")]
+    stop_after: Option<String>,
+    /// Write the text form of the model before the first step and after each step into DIR.
+    #[arg(long, value_name = "DIR")]
+    dump_after_each: Option<PathBuf>,
+    /// Redo the work even when the output is up to date.
+    #[arg(long)]
+    force: bool,
+    /// Worker threads for running evaluation samples (latency is always single-threaded).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+    /// Print the JSON report on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One `error:` line per diagnostic.
+fn invalid(e: PipelineError) -> CliError {
+    let lines: Vec<String> = e.diagnostics.iter().map(|d| d.to_string()).collect();
+    CliError::invalid(anyhow!("{}", lines.join("\nerror: ")))
+}
+
+pub fn run(args: &Args) -> CliResult {
+    let mut pipeline = Pipeline::load(&args.pipeline).map_err(invalid)?;
+    let overrides = Overrides {
+        model: args.model.clone(),
+        inputs: args.inputs.clone(),
+        calibration: args.calibration.clone(),
+        evaluation: args.eval.clone(),
+        output: args.out.clone(),
+        report: args.report.clone(),
+    };
+    pipeline.apply(&overrides).map_err(invalid)?;
+    let options = RunOptions {
+        force: args.force,
+        stop_after: args.stop_after.clone(),
+        dump_after_each: args.dump_after_each.clone(),
+        threads: args.threads.map(|t| t as usize),
+        progress: true,
+    };
+    let outcome = match run_pipeline(&pipeline, &options) {
+        Ok(o) => o,
+        Err(RunError::Invalid(e)) => return Err(invalid(e)),
+        Err(RunError::Step { error, report }) => {
+            if !args.json {
+                print!("{}", render_text(&report));
+            }
+            return Err(CliError::internal(anyhow!("{error}")));
+        }
+        Err(e) => return Err(CliError::internal(e)),
+    };
+    if args.json {
+        print!("{}", outcome.report.to_json());
+    } else {
+        print!("{}", render_text(&outcome.report));
+    }
+    match outcome.status {
+        RunStatus::Passed | RunStatus::Skipped => Ok(ExitCode::Success),
+        RunStatus::Failed => {
+            let failed: Vec<String> = outcome
+                .report
+                .gate
+                .iter()
+                .flat_map(|g| {
+                    g.failure
+                        .iter()
+                        .cloned()
+                        .chain(g.checks.iter().filter(|c| c.status == whittle_runner::gate::CheckStatus::Failed).map(|c| c.name.clone()))
+                })
+                .collect();
+            eprintln!("error: the verification gate failed ({}); nothing was written at the output path", failed.join("; "));
+            Ok(ExitCode::GateFailed)
+        }
+        RunStatus::Error => Err(CliError::internal(anyhow!("{}", outcome.report.error.unwrap_or_default()))),
+    }
+}

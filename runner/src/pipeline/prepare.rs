@@ -1,0 +1,218 @@
+//! Loading and cross-checking everything a pipeline names before anything runs: the model, the
+//! input shapes against the model's inputs, the data against the shapes, the output paths.
+
+use std::path::PathBuf;
+
+use whittle_graph::Model;
+use whittle_graph::shape::infer::{InferOptions, infer_shapes};
+
+use super::data_source::{self, Loaded};
+use super::spec::{DataSpec, RandomSpec};
+use super::{Diagnostic, Origin, Pipeline, PipelineError, Seg, Setting};
+use crate::data::InputShape;
+
+/// A pipeline's model and data, loaded and checked.
+#[derive(Debug)]
+pub struct Prepared {
+    pub model_path: PathBuf,
+    /// The model, validated, with shapes inferred for `input_shapes`.
+    pub model: Model,
+    /// Every runtime input of the model with its concrete shape, in model order.
+    pub input_shapes: Vec<(String, Vec<i64>)>,
+    pub evaluation: Loaded,
+    pub calibration: Option<Loaded>,
+    pub output: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    /// Things the user should know (defaults taken, unknown ops).
+    pub notes: Vec<String>,
+}
+
+impl Prepared {
+    /// The input shapes as the data and verify modules take them.
+    pub fn shapes_usize(&self) -> Vec<InputShape> {
+        to_usize(&self.input_shapes)
+    }
+}
+
+fn to_usize(shapes: &[(String, Vec<i64>)]) -> Vec<InputShape> {
+    shapes.iter().map(|(n, d)| (n.clone(), d.iter().map(|&v| v.max(0) as usize).collect())).collect()
+}
+
+impl Pipeline {
+    /// Loads the model and the data and checks them (see the module doc). Collects every
+    /// problem it can before giving up.
+    pub fn prepare(&self) -> Result<Prepared, PipelineError> {
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let fail = |errors: Vec<Diagnostic>| Err(PipelineError { diagnostics: errors });
+
+        // The model.
+        let Some(model_setting) = &self.model else {
+            return fail(vec![self.diagnostic(&Origin::Default, "no model: set `model:` in the pipeline or pass --model")]);
+        };
+        let model_path = model_setting.value.clone();
+        let mut model = match whittle_graph::load_model(&model_path) {
+            Ok(m) => m,
+            Err(e) => return fail(vec![self.diagnostic(&model_setting.origin, e.to_string())]),
+        };
+        let issues = whittle_graph::validate::validate(&model);
+        if !issues.is_empty() {
+            let e = whittle_graph::ModelError::Invalid { path: model_path.clone(), issues };
+            return fail(vec![self.diagnostic(&model_setting.origin, e.to_string())]);
+        }
+
+        // Input shapes against the model's runtime inputs.
+        let input_shapes = self.check_inputs(&model, &model_setting.origin, &mut errors);
+        let mut notes = Vec::new();
+        if errors.is_empty() {
+            match infer_shapes(&mut model, &InferOptions { input_shapes: input_shapes.clone() }) {
+                Ok(report) if !report.unknown_ops.is_empty() => notes.push(format!(
+                    "shape inference has no rule for {}; MACs of layers after them may be unknown",
+                    report.unknown_ops.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => errors.push(self.diagnostic(&inputs_origin(self), format!("{}: {e}", model_path.display()))),
+            }
+        }
+        if !errors.is_empty() {
+            return fail(errors);
+        }
+
+        // Data.
+        let shapes = to_usize(&input_shapes);
+        let evaluation = match &self.evaluation {
+            Some(s) => self.load_data(s, &shapes, &mut errors),
+            None => {
+                let spec = DataSpec { random: Some(RandomSpec::default()), ..DataSpec::default() };
+                let loaded = self.load_data(&Setting { value: spec, origin: Origin::Default }, &shapes, &mut errors);
+                notes.push(format!(
+                    "no evaluation data given: {} seeded random samples (uniform [0, 1)); give real data for meaningful task metrics",
+                    data_source::DEFAULT_RANDOM_SAMPLES
+                ));
+                loaded
+            }
+        };
+        let calibration = self.calibration.as_ref().and_then(|s| self.load_data(s, &shapes, &mut errors));
+
+        // Outputs.
+        let output = self.output.as_ref().map(|s| s.value.clone());
+        if let Some(out) = &self.output
+            && same_file(&out.value, &model_path)
+        {
+            errors.push(self.diagnostic(&out.origin, "the output path is the input model: whittle never overwrites its input"));
+        }
+        let report = self.report.as_ref().map(|s| s.value.clone()).or_else(|| output.as_ref().map(|o| o.with_extension("report.json")));
+        if let (Some(r), Some(o)) = (&report, &output)
+            && same_file(r, o)
+        {
+            let origin = self.report.as_ref().map(|s| s.origin.clone()).unwrap_or(Origin::Default);
+            errors.push(self.diagnostic(&origin, "the report path is the output model path"));
+        }
+        match (evaluation, errors.is_empty()) {
+            (Some(evaluation), true) => Ok(Prepared { model_path, model, input_shapes, evaluation, calibration, output, report, notes }),
+            _ => fail(errors),
+        }
+    }
+
+    /// Every runtime input of the model with a concrete shape: from the pipeline, or the
+    /// model's own declared shape when fully known. Records problems in `errors`.
+    fn check_inputs(&self, model: &Model, model_origin: &Origin, errors: &mut Vec<Diagnostic>) -> Vec<(String, Vec<i64>)> {
+        let g = &model.graph;
+        let declared: Vec<(String, Option<whittle_graph::Shape>)> =
+            g.runtime_inputs().map(|v| (g.value(v).name.clone(), g.value(v).shape.clone())).collect();
+        let names: Vec<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+        for s in &self.inputs {
+            let (name, _) = &s.value;
+            if !names.contains(&name.as_str()) {
+                let origin = match &s.origin {
+                    Origin::File(path) => {
+                        Origin::File(path[..path.len() - 1].iter().cloned().chain([Seg::KeyName(name.clone())]).collect())
+                    }
+                    other => other.clone(),
+                };
+                let mut d = self.diagnostic(&origin, format!("`{name}` is not an input of the model (inputs: {})", names.join(", ")));
+                d.did_you_mean = whittle_passes::registry::closest(name, names.iter().copied()).into_iter().map(str::to_string).collect();
+                errors.push(d);
+            }
+        }
+        let mut shapes = Vec::new();
+        for (name, shape) in &declared {
+            let shape_text = shape.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
+            match self.inputs.iter().find(|s| s.value.0 == *name) {
+                Some(s) => {
+                    let dims = &s.value.1;
+                    if let Some(problem) = dims_problem(dims, shape.as_ref()) {
+                        errors.push(self.diagnostic(&s.origin, format!("input `{name}`: {problem} (the model declares {shape_text})")));
+                    }
+                    shapes.push((name.clone(), dims.clone()));
+                }
+                None => match shape.as_ref().and_then(|s| s.concrete()) {
+                    Some(dims) if dims.first() == Some(&1) => shapes.push((name.clone(), dims)),
+                    _ => {
+                        let origin = if self.inputs.is_empty() { model_origin.clone() } else { inputs_origin(self) };
+                        errors.push(self.diagnostic(
+                            &origin,
+                            format!(
+                                "model input `{name}` has shape {shape_text}: give a concrete shape with batch 1 under `inputs:` or with --input {name}=1,..."
+                            ),
+                        ));
+                    }
+                },
+            }
+        }
+        shapes
+    }
+
+    fn load_data(&self, s: &Setting<DataSpec>, shapes: &[InputShape], errors: &mut Vec<Diagnostic>) -> Option<Loaded> {
+        match data_source::load(&s.value, shapes) {
+            Ok(loaded) => Some(loaded),
+            Err((sub, message)) => {
+                let origin = match &s.origin {
+                    Origin::File(path) => Origin::File(path.iter().cloned().chain(sub).collect()),
+                    other => other.clone(),
+                };
+                errors.push(self.diagnostic(&origin, message));
+                None
+            }
+        }
+    }
+}
+
+/// Where to point for a problem with the inputs as a whole.
+fn inputs_origin(p: &Pipeline) -> Origin {
+    p.inputs.first().map(|s| s.origin.clone()).map_or(Origin::File(vec![Seg::key("inputs")]), |o| match o {
+        Origin::File(_) => Origin::File(vec![Seg::key("inputs")]),
+        other => other,
+    })
+}
+
+/// Why `dims` cannot be the shape of an input declared as `declared`.
+fn dims_problem(dims: &[i64], declared: Option<&whittle_graph::Shape>) -> Option<String> {
+    if dims.is_empty() {
+        return Some("the shape is empty".into());
+    }
+    if let Some(d) = dims.iter().find(|&&d| d < 1) {
+        return Some(format!("dimension {d} in {dims:?} is not a positive integer"));
+    }
+    if dims[0] != 1 {
+        return Some(format!("the first (batch) axis of {dims:?} must be 1: whittle runs one sample at a time"));
+    }
+    let declared = declared?;
+    if declared.rank() != dims.len() {
+        return Some(format!("shape {dims:?} has rank {}, the model's input has rank {}", dims.len(), declared.rank()));
+    }
+    for (axis, (d, want)) in declared.0.iter().zip(dims).enumerate() {
+        if let Some(k) = d.known().filter(|k| *k >= 0)
+            && k != *want
+        {
+            return Some(format!("axis {axis} is {want} in {dims:?}, the model fixes it to {k}"));
+        }
+    }
+    None
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,96 @@
+//! The differential check after an exact step: the candidate so far against the original on a
+//! few evaluation samples, fidelity only.
+
+use ndarray::ArrayD;
+
+use crate::data::InputSet;
+use crate::manager::Differential;
+use crate::verify::metrics::FidelityAccumulator;
+use crate::verify::{Runnable, load_model, run_all};
+
+/// Runs `model_bytes` on the first `reference.len()` samples of `data` and compares with
+/// `reference` (the original's outputs on those samples).
+pub fn check(
+    model_bytes: &[u8],
+    shapes: &[(String, Vec<usize>)],
+    data: &InputSet,
+    reference: &[Vec<ArrayD<f32>>],
+    output_names: &[String],
+    tolerance: f64,
+) -> Differential {
+    let failed = |error: String| Differential {
+        samples: reference.len(),
+        relative_max_error: f64::NAN,
+        worst_output: String::new(),
+        min_sqnr_db: f64::NAN,
+        tolerance,
+        passed: false,
+        error: Some(error),
+    };
+    let outputs = load_model(model_bytes, shapes).and_then(|m: Runnable| {
+        let subset = data.take(reference.len())?;
+        run_all(&m, &subset)
+    });
+    let outputs = match outputs {
+        Ok(o) => o,
+        Err(e) => return failed(e.to_string()),
+    };
+    match compare(reference, &outputs, output_names) {
+        Ok((relative_max_error, worst_output, min_sqnr_db)) => Differential {
+            samples: reference.len(),
+            relative_max_error,
+            worst_output,
+            min_sqnr_db,
+            tolerance,
+            passed: relative_max_error <= tolerance,
+            error: None,
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// (worst relative max error, its output, lowest SQNR) over outputs.
+pub fn compare(reference: &[Vec<ArrayD<f32>>], candidate: &[Vec<ArrayD<f32>>], names: &[String]) -> Result<(f64, String, f64), String> {
+    let mut worst = (0.0f64, String::new());
+    let mut min_sqnr = f64::INFINITY;
+    for (o, name) in names.iter().enumerate() {
+        let (mut max_ref, mut max_err) = (0.0f64, 0.0f64);
+        let mut acc = FidelityAccumulator::default();
+        for (r, c) in reference.iter().zip(candidate) {
+            let (Some(r), Some(c)) = (r.get(o), c.get(o)) else { return Err(format!("output `{name}` is missing")) };
+            if r.shape() != c.shape() {
+                return Err(format!("output `{name}`: shape {:?} became {:?}", r.shape(), c.shape()));
+            }
+            for (&a, &b) in r.iter().zip(c.iter()) {
+                max_ref = max_ref.max(f64::from(a).abs());
+                let e = (f64::from(a) - f64::from(b)).abs();
+                max_err = if e.is_nan() { f64::NAN } else { max_err.max(e) };
+            }
+            let (rv, cv): (Vec<f32>, Vec<f32>) = (r.iter().copied().collect(), c.iter().copied().collect());
+            acc.add(&rv, &cv);
+        }
+        let relative = if max_ref > 0.0 { max_err / max_ref } else { max_err };
+        if relative.is_nan() || relative > worst.0 || worst.1.is_empty() {
+            worst = (relative, name.clone());
+        }
+        min_sqnr = min_sqnr.min(acc.sqnr_db());
+    }
+    Ok((worst.0, worst.1, min_sqnr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn relative_error_is_against_the_output_magnitude() {
+        let a = |v: &[f32]| ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.to_vec()).unwrap();
+        let names = vec!["y".to_string()];
+        let (rel, out, sqnr) = compare(&[vec![a(&[10.0, -20.0])]], &[vec![a(&[10.0, -20.002])]], &names).unwrap();
+        assert!((rel - 1e-4).abs() < 1e-6, "{rel}");
+        assert_eq!(out, "y");
+        assert!(sqnr > 80.0);
+        assert!(compare(&[vec![a(&[1.0])]], &[vec![a(&[1.0, 2.0])]], &names).is_err());
+    }
+}
