@@ -253,3 +253,43 @@ fn opset_conversion_refuses_a_softmax_whose_meaning_changes() {
     assert!(err.to_string().contains("axis 1 is not the last axis"), "{err}");
     assert_eq!(model.opset(""), Some(11), "nothing changed");
 }
+
+/// BN after a grouped ConvTranspose and after a Gemm (transB, with a bias C and beta != 1):
+/// the weight layouts differ from Conv's, so each is checked numerically.
+#[test]
+fn fold_batchnorm_into_conv_transpose_and_gemm() {
+    let bn = |b: &mut GraphBuilder, x: ValueId, c: i64, tag: &str| -> ValueId {
+        let [s, bias, mean] = [11, 12, 13].map(|seed| constant(b, &format!("{tag}_p{seed}"), &[c], seed));
+        let var = b.constant(&format!("{tag}_var"), Tensor::from_f32("", &[c], &(0..c).map(|i| 0.5 + i as f32 * 0.25).collect::<Vec<_>>()));
+        b.node("BatchNormalization", &[x, s, bias, mean, var], &[&format!("{tag}_bn")], vec![])[0]
+    };
+    // ConvTranspose: 4 input channels, group 2, 3 output channels per group -> 6 channels.
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 4, 5, 5]);
+    let w = constant(&mut b, "w", &[4, 3, 3, 3], 21);
+    let y = b.node("ConvTranspose", &[x, w], &["deconv"], vec![attr_int("group", 2), attr_ints("strides", &[2, 2])])[0];
+    let y = bn(&mut b, y, 6, "ct");
+    b.output(y);
+    let model = b.finish();
+    let (candidate, _, report) = apply(&model, "fold_batchnorm", ("x", &[1, 4, 5, 5]));
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_same_outputs(&model, &candidate, ("x", &[1, 4, 5, 5]), 1e-5);
+
+    // Gemm: A [1, 8] x B^T with B [5, 8], C [5], alpha 0.5, beta 2.
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 8]);
+    let w = constant(&mut b, "w", &[5, 8], 31);
+    let c = constant(&mut b, "c", &[5], 32);
+    let y = b.node(
+        "Gemm",
+        &[x, w, c],
+        &["fc"],
+        vec![attr_int("transB", 1), whittle_graph::builder::attr_float("alpha", 0.5), whittle_graph::builder::attr_float("beta", 2.0)],
+    )[0];
+    let y = bn(&mut b, y, 5, "fc");
+    b.output(y);
+    let model = b.finish();
+    let (candidate, _, report) = apply(&model, "fold_batchnorm", ("x", &[1, 8]));
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_same_outputs(&model, &candidate, ("x", &[1, 8]), 1e-5);
+}
