@@ -25,17 +25,6 @@ fn cleanup(model: &mut Model, input: &(String, Vec<i64>)) -> Vec<(String, usize,
     counts
 }
 
-/// The peer's judge (onnx.checker + onnxruntime), when the Python venv is installed.
-fn peer_python() -> Option<std::path::PathBuf> {
-    let python = whittle_tests::repo_root().join(".venv-peer/bin/python");
-    if python.is_file() {
-        Some(python)
-    } else {
-        eprintln!("SKIPPED onnx.checker/onnxruntime check: .venv-peer is missing (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)");
-        None
-    }
-}
-
 /// Runs ../shared/peer/compare.py on the exported candidate: onnx.checker must accept it,
 /// onnxruntime must load and run it, and its SQNR against the original must be at least 40 dB.
 fn check_with_peer(python: &std::path::Path, shared: &std::path::Path, original: &std::path::Path, model: &Model, data: &str, ctc: bool) {
@@ -79,7 +68,7 @@ fn cleanup_matches_onnx_simplifier_and_keeps_outputs() {
         eprintln!("{file}: {before} -> {after} nodes ({counts:?})");
         assert!(after <= simplifier_nodes, "{file}: {after} nodes, onnx-simplifier reaches {simplifier_nodes}");
 
-        if let Some(python) = peer_python() {
+        if let Some(python) = whittle_tests::peer_python() {
             check_with_peer(&python, &shared, &path, &model, data, file.contains("rec"));
         }
 

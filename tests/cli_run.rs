@@ -213,15 +213,8 @@ fn every_shipped_pipeline_runs() {
 #[test]
 fn exported_model_passes_onnx_checker_and_runs_in_onnxruntime() {
     let root = whittle_tests::repo_root();
-    let python = root.join(".venv-peer/bin/python");
+    let Some(python) = whittle_tests::peer_python() else { return };
     let compare = root.join("../shared/peer/compare.py");
-    if !python.is_file() {
-        eprintln!(
-            "SKIPPED: {} not found (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)",
-            python.display()
-        );
-        return;
-    }
     if !compare.is_file() {
         eprintln!("SKIPPED: {} not found", compare.display());
         return;

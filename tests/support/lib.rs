@@ -30,3 +30,20 @@ pub fn testdata(name: &str) -> PathBuf {
 }
 
 pub mod fixtures;
+
+/// The Python of `.venv-peer` when it can import onnx, onnxruntime and numpy (what
+/// `../shared/peer/compare.py` needs); otherwise `None` with a printed reason.
+pub fn peer_python() -> Option<PathBuf> {
+    let python = repo_root().join(".venv-peer/bin/python");
+    let works =
+        std::process::Command::new(&python).args(["-c", "import onnx, onnxruntime, numpy"]).output().is_ok_and(|o| o.status.success());
+    if works {
+        Some(python)
+    } else {
+        eprintln!(
+            "SKIPPED: {} cannot import onnx, onnxruntime and numpy (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)",
+            python.display()
+        );
+        None
+    }
+}
