@@ -5,8 +5,5 @@
 fn main() {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let descriptors = protox::compile(["proto/onnx.proto"], ["proto"]).unwrap_or_else(|e| panic!("onnx.proto: {e}"));
-    prost_build::Config::new()
-        .bytes(["."])
-        .compile_fds(descriptors)
-        .unwrap_or_else(|e| panic!("prost-build: {e}"));
+    prost_build::Config::new().bytes(["."]).compile_fds(descriptors).unwrap_or_else(|e| panic!("prost-build: {e}"));
 }

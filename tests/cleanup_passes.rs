@@ -75,7 +75,7 @@ fn cleanup_matches_onnx_simplifier_and_keeps_outputs() {
         let shapes = vec![("x".to_string(), dims.iter().map(|&d| d as usize).collect::<Vec<_>>())];
         let original = load_model(&std::fs::read(&path).unwrap(), &shapes).unwrap();
         let candidate = load_model(&whittle_graph::encode_for_runtime(&model), &shapes).unwrap();
-        let inputs = InputSet::from_npz(&shared.join("data").join(data)).unwrap().take(2).unwrap();
+        let inputs = InputSet::from_npz(shared.join("data").join(data)).unwrap().take(2).unwrap();
         let (a, b) = (run_all(&original, &inputs).unwrap(), run_all(&candidate, &inputs).unwrap());
         for (sa, sb) in a.iter().zip(&b) {
             for (oa, ob) in sa.iter().zip(sb) {
