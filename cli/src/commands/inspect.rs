@@ -1,22 +1,16 @@
 //! `whittle inspect MODEL`: what a model is made of.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-
 use serde::Serialize;
+use std::fmt::Write as _;
 use whittle_graph::stats::{LayerMacs, ModelStats, model_stats};
 use whittle_graph::{Graph, Model, ValueId};
 
 use crate::exit::{CliError, CliResult, ExitCode};
-use crate::input_dims::parse_input_dims;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
-    model: PathBuf,
-    /// Concrete input shape (repeatable), needed for MACs of models with symbolic dims: NAME=D1,D2,...
-    #[arg(long = "input", value_parser = parse_input_dims)]
-    inputs: Vec<(String, Vec<i64>)>,
+    #[command(flatten)]
+    target: super::ModelArgs,
     /// Print a JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -51,10 +45,10 @@ fn port(g: &Graph, v: ValueId) -> Port {
 }
 
 pub fn run(args: &Args) -> CliResult {
-    let mut model = super::load_checked(&args.model)?;
-    let report = super::infer(&mut model, &args.model, &args.inputs)?;
-    let file_bytes = std::fs::metadata(&args.model).map(|m| m.len()).map_err(CliError::invalid)?;
-    let inspection = inspect(&model, args.model.display().to_string(), file_bytes, report.unknown_ops);
+    let mut model = super::load_checked(&args.target.model)?;
+    let report = super::infer(&mut model, &args.target.model, &args.target.inputs)?;
+    let file_bytes = std::fs::metadata(&args.target.model).map(|m| m.len()).map_err(CliError::invalid)?;
+    let inspection = inspect(&model, args.target.model.display().to_string(), file_bytes, report.unknown_ops);
     if args.json {
         let json = serde_json::to_string_pretty(&inspection).map_err(CliError::internal)?;
         println!("{json}");

@@ -14,6 +14,17 @@ use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 
 use crate::exit::CliError;
 
+/// A model file and concrete input shapes: the arguments of `inspect` and `dump`.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// The ONNX model.
+    pub model: std::path::PathBuf,
+    /// Concrete input shape (repeatable), for inferred shapes and MACs of models with symbolic
+    /// dims: NAME=D1,D2,...
+    #[arg(long = "input", value_parser = crate::input_dims::parse_input_dims)]
+    pub inputs: Vec<(String, Vec<i64>)>,
+}
+
 /// Loads a model and validates it; any problem is invalid input (exit code 2).
 pub fn load_checked(path: &Path) -> Result<Model, CliError> {
     let model = whittle_graph::load_model(path)?;
