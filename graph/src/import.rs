@@ -118,13 +118,11 @@ impl Importer {
                 && node.input.is_empty()
                 && let Some(tensor) = self.constant_node_tensor(&mut node)
             {
-                {
-                    let name = node.output[0].clone();
-                    let label = format!("Constant node '{}'", node.name.as_deref().unwrap_or(""));
-                    let origin = ConstOrigin::Node { proto: node, inputs: Vec::new(), order, modified: false };
-                    self.define(&mut g, &mut definer, &name, &label, ValueDef::Constant(Box::new(Constant { tensor, origin })));
-                    continue;
-                }
+                let name = node.output[0].clone();
+                let label = format!("Constant node '{}'", node.name.as_deref().unwrap_or(""));
+                let origin = ConstOrigin::Node { proto: node, inputs: Vec::new(), order, modified: false };
+                self.define(&mut g, &mut definer, &name, &label, ValueDef::Constant(Box::new(Constant { tensor, origin })));
+                continue;
             }
             let input_names = std::mem::take(&mut node.input);
             let output_names = std::mem::take(&mut node.output);

@@ -454,12 +454,8 @@ impl Graph {
     }
 
     /// A fresh order key placed right after `after` (for nodes replacing or following it).
-    pub fn order_after(&mut self, after: OrderKey) -> OrderKey {
-        // Minor keys only grow, so each call gives a distinct key next to `after`.
-        self.next_serial_minor(after)
-    }
-
-    fn next_serial_minor(&mut self, after: OrderKey) -> OrderKey {
+    pub fn order_after(&self, after: OrderKey) -> OrderKey {
+        // One past the largest minor in use with this major, so each key is distinct.
         let max_minor = self.g.node_weights().filter(|n| n.order.major == after.major).map(|n| n.order.minor).max().unwrap_or(0);
         OrderKey { major: after.major, minor: max_minor.max(after.minor) + 1 }
     }
@@ -544,13 +540,11 @@ impl Graph {
                 *v = new;
             }
             let old_name = self.values[old.index()].name.clone();
-            let new_name = self.values[new.index()].name.clone();
             // Keep the graph's interface: the output name users see does not change.
             if !self.is_graph_input(new) && self.outputs.iter().filter(|(v, _)| *v == new).count() == 1 {
                 let tmp = self.fresh_name(&format!("{old_name}__replaced"));
                 self.rename_value(old, &tmp);
                 self.rename_value(new, &old_name);
-                let _ = new_name;
             }
         }
     }
@@ -606,22 +600,11 @@ impl Graph {
             self.by_name.remove(&name);
         }
         self.value_info.retain(|(v, _)| *v != Some(id));
+        // A ConstantOfShape's shape may go with it (kept while another constant still reads it).
         for input in inputs {
-            self.remove_const_dependency(id, input);
-        }
-        true
-    }
-
-    fn remove_const_dependency(&mut self, _reader: ValueId, input: ValueId) {
-        // A ConstantOfShape's shape is read only by the constant itself; once the constant is
-        // gone the shape may go too.
-        let still_read = self.values.iter().any(|v| {
-            v.alive
-                && matches!(&v.def, ValueDef::Constant(c) if matches!(&c.origin, ConstOrigin::Node { inputs, .. } if inputs.contains(&input)))
-        });
-        if !still_read {
             self.remove_value_if_unused(input);
         }
+        true
     }
 
     /// Whether a constant value is read as the input of another constant's node (the shape of a

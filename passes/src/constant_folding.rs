@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 use whittle_graph::{ConstOrigin, Model, NodeId, OrderKey, Tensor, ValueDef, ValueId};
 
-use crate::eval::{EvalError, eval_native};
+use crate::eval::{EvalError, eval_native, shape_or_size};
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -73,10 +73,7 @@ impl ConstantFolding {
             let Some(x) = n.input(0) else { return Outcome::NotCandidate };
             if g.constant(x).is_none() {
                 return match g.value(x).shape.as_ref().and_then(|s| s.concrete()) {
-                    Some(dims) => {
-                        let probe = Tensor::from_raw("", whittle_graph::DataType::Uint8, &dims, Vec::new());
-                        shape_of_dims(n, &dims, probe)
-                    }
+                    Some(dims) => Outcome::Folded(vec![shape_or_size(n, &dims)]),
                     None => Outcome::NotCandidate,
                 };
             }
@@ -109,18 +106,6 @@ impl ConstantFolding {
             Err(why) => Outcome::Declined(why),
         }
     }
-}
-
-/// Folds `Shape`/`Size` given the input's dims (evaluated on a data-less probe of that shape).
-fn shape_of_dims(n: &whittle_graph::Node, dims: &[i64], _probe: Tensor) -> Outcome {
-    let r = dims.len() as i64;
-    if n.op_type() == "Size" {
-        return Outcome::Folded(vec![Tensor::from_i64("", &[], &[dims.iter().product()])]);
-    }
-    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-    let (start, end) = (clamp(n.attr_int("start").unwrap_or(0)), clamp(n.attr_int("end").unwrap_or(r)));
-    let v = if start < end { dims[start..end].to_vec() } else { Vec::new() };
-    Outcome::Folded(vec![Tensor::from_i64("", &[v.len() as i64], &v)])
 }
 
 impl Pass for ConstantFolding {

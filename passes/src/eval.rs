@@ -297,18 +297,9 @@ pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
                 .ok_or(EvalError::Invalid("Cast without a valid `to`".into()))?;
             cast(input(0)?, to)?
         }
-        "Shape" => {
+        "Shape" | "Size" => {
             let dims: Vec<i64> = input(0)?.shape().iter().map(|&d| d as i64).collect();
-            let r = dims.len() as i64;
-            let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-            let start = clamp(node.attr_int("start").unwrap_or(0));
-            let end = clamp(node.attr_int("end").unwrap_or(r));
-            let v = if start < end { dims[start..end].to_vec() } else { Vec::new() };
-            Arr::Int(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"), DataType::Int64)
-        }
-        "Size" => {
-            let n: usize = input(0)?.shape().iter().product();
-            Arr::Int(ArrayD::from_elem(IxDyn(&[]), n as i64), DataType::Int64)
+            return Ok(vec![shape_or_size(node, &dims)]);
         }
         "Unsqueeze" => {
             let a = input(0)?;
@@ -418,6 +409,18 @@ pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
         _ => return unsupported(op),
     };
     Ok(vec![out.to_tensor("")])
+}
+
+/// The result of a `Shape` (with its `start`/`end`) or `Size` node whose input has these dims.
+pub fn shape_or_size(node: &Node, dims: &[i64]) -> Tensor {
+    if node.op_type() == "Size" {
+        return Tensor::from_i64("", &[], &[dims.iter().product()]);
+    }
+    let r = dims.len() as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let (start, end) = (clamp(node.attr_int("start").unwrap_or(0)), clamp(node.attr_int("end").unwrap_or(r)));
+    let v = if start < end { dims[start..end].to_vec() } else { Vec::new() };
+    Tensor::from_i64("", &[v.len() as i64], &v)
 }
 
 fn reshape(a: &Arr, shape: &[usize]) -> R<Arr> {

@@ -17,7 +17,6 @@
 //! Needed before per-channel quantization of old models: per-axis `DequantizeLinear` is opset 13.
 
 use serde::{Deserialize, Serialize};
-use whittle_graph::builder::attr_ints;
 use whittle_graph::{Graph, Model, NodeId, Tensor};
 
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
@@ -273,7 +272,6 @@ impl OpsetConversion {
                 }
             }
         }
-        let _ = attr_ints;
     }
 }
 
