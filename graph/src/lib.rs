@@ -8,12 +8,16 @@ pub mod onnx {
 }
 
 pub mod builder;
+pub mod channels;
 pub mod dtype;
+pub mod edit;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod import;
 pub mod ir;
 pub mod model;
+pub mod patch;
 pub mod shape;
 pub mod stats;
 pub mod tensor;

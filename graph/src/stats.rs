@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::channels::WeightAxes;
 use crate::ir::{Graph, NodeId};
 use crate::model::Model;
 
@@ -84,7 +85,7 @@ pub fn model_stats(model: &Model) -> ModelStats {
         .iter()
         .filter_map(|id| {
             let n = g.node(*id)?;
-            matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul").then(|| LayerMacs {
+            (n.domain().is_empty() && crate::channels::LAYER_OPS.contains(&n.op_type())).then(|| LayerMacs {
                 node: g.node_label(*id),
                 op_type: n.op_type().to_string(),
                 macs: node_macs(g, *id),
@@ -103,36 +104,19 @@ pub fn model_stats(model: &Model) -> ModelStats {
     }
 }
 
-/// Multiply-accumulates of one Conv/ConvTranspose/Gemm/MatMul node, when its shapes are known.
+/// Multiply-accumulates of one Conv/ConvTranspose/Gemm/MatMul node, when its shapes are known
+/// (the weight layouts come from [`crate::channels`]).
 pub fn node_macs(g: &Graph, id: NodeId) -> Option<u64> {
     let n = g.node(id)?;
-    let dims = |v: Option<crate::ir::ValueId>| -> Option<Vec<u64>> {
-        let shape = g.value(v?).shape.as_ref()?.concrete()?;
-        shape.into_iter().map(|d| u64::try_from(d).ok()).collect()
+    let dims = |v: Option<crate::ir::ValueId>| -> Option<Vec<i64>> { g.value(v?).shape.as_ref()?.concrete() };
+    let prod = |d: &[i64]| d.iter().try_fold(1u64, |a, &b| a.checked_mul(u64::try_from(b).ok()?));
+    let w = dims(n.input(1))?;
+    // A vector right operand of MatMul: each output element is a dot product over its length.
+    let (per_element, per_input) = match WeightAxes::of_node(n, w.len()) {
+        Some(axes) => (axes.macs_per_element(&w)?, axes.output_per_group),
+        None if n.is("MatMul") && w.len() == 1 => (u64::try_from(w[0]).ok()?, false),
+        None => return None,
     };
-    let prod = |d: &[u64]| d.iter().try_fold(1u64, |a, &b| a.checked_mul(b));
-    match n.op_type() {
-        "Conv" => {
-            let w = dims(n.input(1))?;
-            let out = dims(n.output(0))?;
-            prod(&out)?.checked_mul(prod(&w[1..])?)
-        }
-        "ConvTranspose" => {
-            let x = dims(n.input(0))?;
-            let w = dims(n.input(1))?;
-            prod(&x)?.checked_mul(prod(&w[1..])?)
-        }
-        "Gemm" => {
-            let a = dims(n.input(0))?;
-            let out = dims(n.output(0))?;
-            let k = if n.attr_int("transA").unwrap_or(0) != 0 { *a.first()? } else { *a.get(1)? };
-            prod(&out)?.checked_mul(k)
-        }
-        "MatMul" => {
-            let a = dims(n.input(0))?;
-            let out = dims(n.output(0))?;
-            prod(&out)?.checked_mul(*a.last()?)
-        }
-        _ => None,
-    }
+    let driving = if per_input { dims(n.input(0))? } else { dims(n.output(0))? };
+    prod(&driving)?.checked_mul(per_element)
 }

@@ -84,6 +84,61 @@ impl Tensor {
         Tensor::from_raw(name, DataType::Int64, dims, raw)
     }
 
+    /// A new int32 tensor (e.g. a quantized bias).
+    pub fn from_i32(name: &str, dims: &[i64], data: &[i32]) -> Tensor {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor::from_raw(name, DataType::Int32, dims, raw)
+    }
+
+    /// A new int8 tensor (e.g. a quantized weight or a zero point).
+    pub fn from_i8(name: &str, dims: &[i64], data: &[i8]) -> Tensor {
+        Tensor::from_raw(name, DataType::Int8, dims, data.iter().map(|&v| v as u8).collect())
+    }
+
+    /// A new uint8 tensor (e.g. an activation zero point).
+    pub fn from_u8(name: &str, dims: &[i64], data: &[u8]) -> Tensor {
+        Tensor::from_raw(name, DataType::Uint8, dims, data.to_vec())
+    }
+
+    /// The sub-tensor keeping, along `axis`, the slices at `indices` in that order (repeats allowed;
+    /// negative indices count from the end), like `numpy.take(t, indices, axis)`. Works on the
+    /// stored bytes, so every fixed-width element type keeps its exact bits; sub-byte and string
+    /// tensors are refused. Pruning a filter is `select(0, kept)`; its input channels `select(1, ..)`.
+    pub fn select(&self, axis: i64, indices: &[i64]) -> Result<Tensor, TensorError> {
+        let dims = self.dims().to_vec();
+        let rank = dims.len() as i64;
+        let ax = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&ax) {
+            return Err(TensorError::Axis { axis, dims });
+        }
+        let ax = ax as usize;
+        let width = match self.dtype.bit_width() {
+            Some(bits) if bits % 8 == 0 && self.dtype != DataType::String => (bits / 8) as usize,
+            _ => return Err(TensorError::Unsupported { dtype: self.dtype, what: "select" }),
+        };
+        let size = dims[ax];
+        let picked: Vec<usize> = indices
+            .iter()
+            .map(|&i| {
+                let j = if i < 0 { i + size } else { i };
+                if (0..size).contains(&j) { Ok(j as usize) } else { Err(TensorError::Index { index: i, axis: ax, size }) }
+            })
+            .collect::<Result<_, _>>()?;
+        let raw = self.raw_bytes()?;
+        let outer: usize = dims[..ax].iter().map(|&d| d as usize).product();
+        let inner: usize = dims[ax + 1..].iter().map(|&d| d as usize).product::<usize>() * width;
+        let mut out = Vec::with_capacity(outer * picked.len() * inner);
+        for o in 0..outer {
+            let base = o * size as usize * inner;
+            for &j in &picked {
+                out.extend_from_slice(&raw[base + j * inner..base + (j + 1) * inner]);
+            }
+        }
+        let mut new_dims = dims;
+        new_dims[ax] = picked.len() as i64;
+        Ok(Tensor::from_raw(self.name(), self.dtype, &new_dims, out))
+    }
+
     /// A new tensor from little-endian bytes laid out as ONNX `raw_data`.
     pub fn from_raw(name: &str, dtype: DataType, dims: &[i64], raw: Vec<u8>) -> Tensor {
         let proto = TensorProto {

@@ -1,34 +1,38 @@
 //! Folding a per-output-channel affine map `y = x·s + t` into the layer that produces `x`
-//! (Conv, ConvTranspose, Gemm): the shared core of `fold_batchnorm` and `fold_channelwise`.
+//! (Conv, ConvTranspose, Gemm): the shared core of `fold_batchnorm` and `fold_channelwise`. It
+//! builds a [`Patch`]; nothing changes until the driver applies it.
 //!
 //! For output channel `c`: `W'[c] = W[c]·s[c]` and `b'[c] = b[c]·s[c] + t[c]` (`b = 0` when the
 //! layer has no bias). Exact up to float rounding. Weight layouts:
-//! - Conv `W[C_out, C_in/g, k...]`: channel `c` is row `c`;
-//! - ConvTranspose `W[C_in, C_out/g, k...]`: row `i` of group `gi = i / (C_in/g)`, column `j`
-//!   feeds channel `gi·(C_out/g) + j`;
-//! - Gemm `Y = α·A·B + β·C`: channel `n` is column `n` of `B` (row `n` with `transB`); the new bias
-//!   is `C' = s·β·C + t` with `β' = 1`.
+//! the weight element of output channel `c` is found through the one channel-layout table
+//! ([`whittle_graph::channels::WeightAxes`]: Conv rows, grouped ConvTranspose columns per group,
+//! Gemm columns or rows with `transB`). For Gemm `Y = α·A·B + β·C` the new bias is
+//! `C' = s·β·C + t` with `β' = 1`.
 
 use whittle_graph::builder::attr_float;
+use whittle_graph::channels::WeightAxes;
+use whittle_graph::patch::{Patch, Wire};
 use whittle_graph::{DataType, Graph, NodeId, Tensor};
 
 use crate::rewrite::is_exclusive_constant;
 
+/// The weight layout of a Conv/ConvTranspose/Gemm (from [`whittle_graph::channels`]), its dims
+/// and group.
+fn layout(g: &Graph, layer: NodeId) -> Result<(WeightAxes, Vec<i64>, i64), String> {
+    let n = g.node(layer).ok_or("removed")?;
+    if !n.domain().is_empty() || !matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm") {
+        return Err(format!("{} is not a Conv, ConvTranspose or Gemm", n.op_type()));
+    }
+    let w = n.input(1).and_then(|w| g.constant(w)).ok_or("its weight is not a constant")?;
+    let dims = w.dims().to_vec();
+    let axes = WeightAxes::of_node(n, dims.len()).ok_or_else(|| format!("its weight has rank {}", dims.len()))?;
+    Ok((axes, dims, n.attr_int("group").unwrap_or(1).max(1)))
+}
+
 /// Number of output channels of a Conv/ConvTranspose/Gemm, from its weight.
 pub fn output_channels(g: &Graph, layer: NodeId) -> Result<usize, String> {
-    let n = g.node(layer).ok_or("removed")?;
-    let w = n.input(1).and_then(|w| g.constant(w)).ok_or("its weight is not a constant")?;
-    let dims = w.dims();
-    let group = n.attr_int("group").unwrap_or(1).max(1) as usize;
-    Ok(match n.op_type() {
-        "Conv" => *dims.first().ok_or("weight has rank 0")? as usize,
-        "ConvTranspose" => *dims.get(1).ok_or("weight has rank < 2")? as usize * group,
-        "Gemm" => {
-            let trans_b = n.attr_int("transB").unwrap_or(0) != 0;
-            *dims.get(if trans_b { 0 } else { 1 }).ok_or("B has rank < 2")? as usize
-        }
-        op => return Err(format!("{op} is not a Conv, ConvTranspose or Gemm")),
-    })
+    let (axes, dims, group) = layout(g, layer)?;
+    axes.output_channels(&dims, group).and_then(|c| usize::try_from(c).ok()).ok_or_else(|| "the weight has no output-channel axis".into())
 }
 
 /// Checks that `layer` can absorb an affine map; `Err` says why not.
@@ -67,39 +71,23 @@ pub fn check_foldable(g: &Graph, layer: NodeId) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies `y = x·scale + shift` per output channel to `layer` (call [`check_foldable`] first).
-pub fn fold_affine(g: &mut Graph, layer: NodeId, scale: &[f64], shift: &[f64]) -> Result<(), String> {
+/// Adds to `patch` what applying `y = x·scale + shift` per output channel to `layer` takes: the new
+/// weight and bias (replacing the old ones, or a new bias), and `beta = 1` for a Gemm.
+pub fn fold_affine(g: &Graph, layer: NodeId, scale: &[f64], shift: &[f64], patch: &mut Patch) -> Result<(), String> {
     check_foldable(g, layer)?;
+    let (axes, dims, group) = layout(g, layer)?;
     let channels = output_channels(g, layer)?;
     if scale.len() != channels || shift.len() != channels {
         return Err(format!("{} per-channel values for {channels} output channels", scale.len()));
     }
-    let n = g.node(layer).expect("checked");
-    let op = n.op_type().to_string();
-    let group = n.attr_int("group").unwrap_or(1).max(1) as usize;
-    let trans_b = n.attr_int("transB").unwrap_or(0) != 0;
+    let n = g.node(layer).ok_or("removed")?;
+    let is_gemm = n.is("Gemm");
     let beta = n.attr_float("beta").unwrap_or(1.0) as f64;
-    let (w_id, b_id) = (n.input(1).expect("checked"), n.input(2));
-    let wt = g.constant(w_id).expect("checked").clone();
-    let dims = wt.dims().to_vec();
+    let (w_id, b_id) = (n.input(1).ok_or("no weight")?, n.input(2));
+    let wt = g.constant(w_id).ok_or("its weight is not a constant")?;
     let mut w = wt.to_f32().map_err(|e| e.to_string())?;
-    let d0 = dims[0] as usize;
-    let inner: usize = dims[1..].iter().map(|&d| d as usize).product();
-    let channel_of = |flat: usize| -> usize {
-        match op.as_str() {
-            "Conv" => flat / inner.max(1),
-            "ConvTranspose" => {
-                let per_group_out = dims[1] as usize;
-                let k: usize = dims[2..].iter().map(|&d| d as usize).product();
-                let (i, j) = (flat / inner.max(1), (flat % inner.max(1)) / k.max(1));
-                (i / (d0 / group).max(1)) * per_group_out + j
-            }
-            _ if trans_b => flat / inner.max(1),
-            _ => flat % inner.max(1),
-        }
-    };
-    for (i, v) in w.iter_mut().enumerate() {
-        *v = (*v as f64 * scale[channel_of(i)]) as f32;
+    for (v, c) in w.iter_mut().zip(axes.output_channel_of_elements(&dims, group)) {
+        *v = (*v as f64 * scale[c]) as f32;
     }
     let bias_old: Vec<f64> = match b_id.and_then(|b| g.constant(b)) {
         Some(bt) => {
@@ -108,22 +96,32 @@ pub fn fold_affine(g: &mut Graph, layer: NodeId, scale: &[f64], shift: &[f64]) -
         }
         None => vec![0.0; channels],
     };
-    let bias_scale = if op == "Gemm" { beta } else { 1.0 };
+    let bias_scale = if is_gemm { beta } else { 1.0 };
     let bias: Vec<f32> = (0..channels).map(|c| (bias_old[c] * bias_scale * scale[c] + shift[c]) as f32).collect();
-    g.set_constant(w_id, Tensor::from_f32(wt.name(), &dims, &w));
+    patch.replace_constant(w_id, Tensor::from_f32(wt.name(), &dims, &w), layer);
+    let bias = Tensor::from_f32("", &[channels as i64], &bias);
     match b_id {
-        Some(b) => {
-            let name = g.value(b).name.clone();
-            g.set_constant(b, Tensor::from_f32(&name, &[channels as i64], &bias));
-        }
+        Some(b) => patch.replace_constant(b, bias, layer),
         None => {
-            let base = format!("{}_bias", g.value(w_id).name);
-            let b = g.add_constant(&base, Tensor::from_f32(&base, &[channels as i64], &bias));
-            g.set_input(layer, 2, Some(b));
+            let name = format!("{}_bias", g.value(w_id).name);
+            let b = patch.add_constant(&name, bias);
+            patch.set_input(layer, 2, Some(b));
         }
     }
-    if op == "Gemm" && beta != 1.0 {
-        g.node_mut(layer).expect("checked").set_attr(attr_float("beta", 1.0));
+    if is_gemm && beta != 1.0 {
+        patch.set_attr(layer, attr_float("beta", 1.0));
     }
     Ok(())
+}
+
+/// The patch folding a per-channel affine map applied by node `node` (output 0) into the layer
+/// producing `layer_out`: the layer absorbs it, the node is bypassed and removed.
+pub fn fold_into_layer(g: &Graph, node: NodeId, layer_out: whittle_graph::ValueId, scale: &[f64], shift: &[f64]) -> Result<Patch, String> {
+    let layer = g.value(layer_out).producer().ok_or("its input is not produced by a layer")?;
+    let out = g.node(node).and_then(|n| n.output(0)).ok_or("no output")?;
+    let mut patch = Patch::new(format!("{}: folded into {}", g.node_label(node), g.node_label(layer)));
+    fold_affine(g, layer, scale, shift, &mut patch)?;
+    patch.redirect_all(out, Wire::Value(layer_out));
+    patch.remove_node(node);
+    Ok(patch)
 }

@@ -2,7 +2,8 @@
 //!
 //! An operation is folded when every input it reads is a constant (or, for `Shape`/`Size`, when its
 //! input's shape is fully known from the pipeline's input shapes), it has no subgraph, and
-//! evaluating it succeeds with the built-in evaluator ([`crate::eval`]) or the context's evaluator.
+//! evaluating it succeeds with the one evaluator ([`whittle_graph::eval`]); an op it does not
+//! compute is declined with the reason.
 //! Constants nobody reads any more are removed. `Constant` nodes are turned into initializers
 //! (`lift_constant_nodes`), as onnx-simplifier does. **Exact**: the evaluator computes what the
 //! operator defines.
@@ -15,10 +16,12 @@
 //! what it accepts (reported as a note).
 
 use serde::{Deserialize, Serialize};
+use whittle_graph::patch::remove_node_and_orphans;
 use whittle_graph::{ConstOrigin, Model, NodeId, OrderKey, Tensor, ValueDef, ValueId};
 
-use crate::eval::{EvalError, eval_native, shape_or_size};
+use crate::driver::topo_order;
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use whittle_graph::eval::{EvalError, eval_node, shape_or_size};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,7 +65,7 @@ enum Outcome {
 }
 
 impl ConstantFolding {
-    fn try_fold(&self, model: &Model, id: NodeId, ctx: &PassContext) -> Outcome {
+    fn try_fold(&self, model: &Model, id: NodeId) -> Outcome {
         let g = &model.graph;
         let Some(n) = g.node(id) else { return Outcome::NotCandidate };
         if n.attributes.iter().any(|a| !a.subgraphs.is_empty()) || !n.captures().is_empty() {
@@ -82,15 +85,9 @@ impl ConstantFolding {
         if n.inputs().iter().zip(&inputs).any(|(v, t)| v.is_some() && t.is_none()) || n.inputs().iter().all(|v| v.is_none()) {
             return Outcome::NotCandidate;
         }
-        let result = match eval_native(n, &inputs) {
+        let result = match eval_node(n, &inputs) {
             Ok(out) => Ok(out),
-            Err(EvalError::Unsupported(why)) => match ctx.evaluator {
-                Some(ev) => {
-                    let owned: Vec<Option<Tensor>> = inputs.iter().map(|t| t.cloned()).collect();
-                    ev.eval(n, &owned, model.opset("").unwrap_or(0)).map_err(|e| format!("the evaluator failed: {e}"))
-                }
-                None => Err(format!("no evaluator for it ({why})")),
-            },
+            Err(EvalError::Unsupported(why)) => Err(format!("the evaluator does not compute it ({why})")),
             Err(EvalError::Invalid(why)) => Err(format!("its inputs are invalid for the op: {why}")),
         };
         match result {
@@ -113,16 +110,16 @@ impl Pass for ConstantFolding {
         Self::NAME
     }
 
-    fn run(&self, model: &mut Model, ctx: &PassContext) -> Result<PassReport, PassError> {
+    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         let mut folded_shapes = false;
-        let order = model.graph.topo_order().map_err(|_| PassError("the graph has a cycle".into()))?;
+        let order = topo_order(&model.graph)?;
         for id in order {
             let (label, op, is_shape) = match model.graph.node(id) {
                 Some(n) => (model.graph.node_label(id), n.op_type().to_string(), matches!(n.op_type(), "Shape" | "Size")),
                 None => continue,
             };
-            match self.try_fold(model, id, ctx) {
+            match self.try_fold(model, id) {
                 Outcome::Folded(tensors) => {
                     folded_shapes |=
                         is_shape && model.graph.node(id).and_then(|n| n.input(0)).is_some_and(|x| model.graph.constant(x).is_none());
@@ -148,7 +145,6 @@ fn replace_with_constants(model: &mut Model, id: NodeId, tensors: Vec<Tensor>) {
     let g = &mut model.graph;
     let Some(n) = g.node(id) else { return };
     let outputs: Vec<Option<ValueId>> = n.outputs().to_vec();
-    let inputs: Vec<ValueId> = n.inputs().iter().flatten().copied().collect();
     for (out, tensor) in outputs.iter().zip(tensors) {
         let Some(out) = out else { continue };
         let name = g.value(*out).name.clone();
@@ -164,10 +160,7 @@ fn replace_with_constants(model: &mut Model, id: NodeId, tensors: Vec<Tensor>) {
             g.set_constant(c, t);
         }
     }
-    g.remove_node(id);
-    for v in inputs {
-        g.remove_value_if_unused(v);
-    }
+    remove_node_and_orphans(g, id);
 }
 
 /// Declares the graph inputs with the concrete shapes the folds assumed.

@@ -5,6 +5,9 @@
 //! output. **Exact.** `value_info` entries of removed values go with them.
 
 use whittle_graph::Model;
+use whittle_graph::patch::remove_node_and_orphans;
+
+use crate::driver::topo_order;
 
 use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
 
@@ -30,18 +33,14 @@ impl Pass for DeadCode {
         let g = &mut model.graph;
         let mut report = PassReport::default();
         // Reverse topological order: a node's readers are visited (and maybe removed) first.
-        let mut order = g.topo_order().map_err(|_| PassError("the graph has a cycle".into()))?;
+        let mut order = topo_order(g)?;
         order.reverse();
         for id in order {
             let Some(n) = g.node(id) else { continue };
             let live = n.outputs().iter().flatten().any(|v| g.is_graph_output(*v) || !g.value(*v).uses().is_empty());
             if !live {
-                let inputs: Vec<_> = n.inputs().iter().flatten().chain(n.captures()).copied().collect();
-                g.remove_node(id);
+                remove_node_and_orphans(g, id);
                 report.applied += 1;
-                for v in inputs {
-                    g.remove_value_if_unused(v);
-                }
             }
         }
         let unused: Vec<_> = g.value_ids().filter(|v| g.value(*v).constant().is_some()).collect();

@@ -10,11 +10,13 @@
 //! must not be shared with other nodes; training mode (`training_mode=1`, or used running-stat
 //! outputs) and non-spatial BN (`spatial=0`, opset < 9) are left alone.
 
-use whittle_graph::{Model, NodeId};
+use whittle_graph::patch::Patch;
+use whittle_graph::{Graph, NodeId};
 
-use crate::affine::{check_foldable, fold_affine, output_channels};
+use crate::affine::{check_foldable, fold_into_layer, output_channels};
+use crate::driver::{Match, rewrite_nodes};
 use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
-use crate::rewrite::{bypass, single_reader};
+use crate::rewrite::single_reader;
 
 pub struct FoldBatchnorm;
 
@@ -29,9 +31,8 @@ impl PassDef for FoldBatchnorm {
     }
 }
 
-/// The per-channel scale and shift of a BN node, or why it cannot be folded.
-fn bn_affine(model: &Model, bn: NodeId) -> Result<(NodeId, Vec<f64>, Vec<f64>), String> {
-    let g = &model.graph;
+/// The patch folding a BN node into its layer, or why it cannot be folded.
+fn fold_bn(g: &Graph, bn: NodeId) -> Result<Patch, String> {
     let n = g.node(bn).ok_or("removed")?;
     if n.attr_int("training_mode").unwrap_or(0) != 0 {
         return Err("training_mode=1".into());
@@ -61,7 +62,7 @@ fn bn_affine(model: &Model, bn: NodeId) -> Result<(NodeId, Vec<f64>, Vec<f64>), 
     }
     let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
     let shift: Vec<f64> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-    Ok((layer, scale, shift))
+    fold_into_layer(g, bn, x, &scale, &shift)
 }
 
 impl Pass for FoldBatchnorm {
@@ -69,28 +70,15 @@ impl Pass for FoldBatchnorm {
         Self::NAME
     }
 
-    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+    fn run(&self, model: &mut whittle_graph::Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
-        let order = model.graph.topo_order().map_err(|_| PassError("the graph has a cycle".into()))?;
-        for bn in order {
-            if !model.graph.node(bn).is_some_and(|n| n.is("BatchNormalization")) {
-                continue;
-            }
-            let label = model.graph.node_label(bn);
-            match bn_affine(model, bn) {
-                Ok((layer, scale, shift)) => {
-                    let g = &mut model.graph;
-                    let layer_out = g.node(layer).and_then(|n| n.output(0)).expect("layer has an output");
-                    fold_affine(g, layer, &scale, &shift).map_err(PassError)?;
-                    if bypass(g, bn, 0, layer_out) {
-                        report.applied += 1;
-                    } else {
-                        return Err(PassError(format!("{label}: folded the weights but could not remove the BatchNormalization")));
-                    }
-                }
-                Err(why) => report.decline(label, "BatchNormalization", why),
-            }
-        }
+        rewrite_nodes(&mut model.graph, &mut report, |g, id| match g.node(id) {
+            Some(n) if n.is("BatchNormalization") => match fold_bn(g, id) {
+                Ok(patch) => Match::Rewrite(patch),
+                Err(why) => Match::Decline(why),
+            },
+            _ => Match::Skip,
+        })?;
         Ok(report)
     }
 }

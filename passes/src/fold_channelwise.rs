@@ -14,9 +14,10 @@
 
 use whittle_graph::{Graph, Model, NodeId, ValueId};
 
-use crate::affine::{check_foldable, fold_affine, output_channels};
+use crate::affine::{check_foldable, fold_into_layer, output_channels};
+use crate::driver::{Match, rewrite_nodes};
 use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
-use crate::rewrite::{bypass, single_reader};
+use crate::rewrite::single_reader;
 
 pub struct FoldChannelwise;
 
@@ -31,9 +32,9 @@ impl PassDef for FoldChannelwise {
     }
 }
 
-/// The layer, its output, and the per-channel scale and shift a node applies; `Ok(None)` when the
+/// The layer's output and the per-channel scale and shift a node applies; `Ok(None)` when the
 /// node is not a candidate at all, `Err` when it is one that cannot be folded.
-type Fold = (NodeId, ValueId, Vec<f64>, Vec<f64>);
+type Fold = (ValueId, Vec<f64>, Vec<f64>);
 
 fn match_node(g: &Graph, id: NodeId) -> Result<Option<Fold>, String> {
     let n = g.node(id).ok_or("removed")?;
@@ -89,7 +90,7 @@ fn match_node(g: &Graph, id: NodeId) -> Result<Option<Fold>, String> {
         "Add" => (vec![1.0; channels], per_c),
         _ => (vec![1.0; channels], per_c.iter().map(|v| -v).collect()),
     };
-    Ok(Some((layer, x, scale, shift)))
+    Ok(Some((x, scale, shift)))
 }
 
 impl Pass for FoldChannelwise {
@@ -98,27 +99,17 @@ impl Pass for FoldChannelwise {
     }
 
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
-        let g = &mut model.graph;
         let mut report = PassReport::default();
-        // Folding one node can make the next one foldable (conv → Mul → Add): one topological sweep
-        // sees them in that order.
-        for id in g.topo_order().map_err(|_| PassError("the graph has a cycle".into()))? {
-            let (label, op) = match g.node(id) {
-                Some(n) => (g.node_label(id), n.op_type().to_string()),
-                None => continue,
-            };
-            match match_node(g, id) {
-                Ok(None) => {}
-                Ok(Some((layer, x, scale, shift))) => {
-                    fold_affine(g, layer, &scale, &shift).map_err(PassError)?;
-                    if !bypass(g, id, 0, x) {
-                        return Err(PassError(format!("{label}: folded into the layer but could not remove the node")));
-                    }
-                    report.applied += 1;
-                }
-                Err(why) => report.decline(label, op, why),
-            }
-        }
+        // Folding one node can make the next one foldable (conv → Mul → Add): the driver's
+        // topological sweep sees them in that order.
+        rewrite_nodes(&mut model.graph, &mut report, |g, id| match match_node(g, id) {
+            Ok(None) => Match::Skip,
+            Ok(Some((x, scale, shift))) => match fold_into_layer(g, id, x, &scale, &shift) {
+                Ok(patch) => Match::Rewrite(patch),
+                Err(why) => Match::Decline(why),
+            },
+            Err(why) => Match::Decline(why),
+        })?;
         Ok(report)
     }
 }

@@ -2,7 +2,7 @@
 //! named like the pass.
 
 pub mod affine;
-pub mod eval;
+pub mod driver;
 pub mod pass;
 pub mod registry;
 pub mod rewrite;

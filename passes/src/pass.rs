@@ -3,18 +3,13 @@
 use serde::Serialize;
 use whittle_graph::Model;
 
-use crate::eval::ConstEvaluator;
-
-/// Inputs a pass may need besides the model. Passes never run a model themselves: anything
-/// measured (calibration statistics, an evaluator for constant subgraphs) arrives here as values.
+/// What a pass receives besides the model. Passes never run a model themselves: measurements on
+/// data (calibration statistics, the fidelity of a candidate) will arrive here through the
+/// measurement interface, with the first pass that needs data. Shapes are on the graph's values
+/// (the manager runs shape inference with the pipeline's input shapes before every step).
 #[derive(Default)]
-pub struct PassContext<'a> {
-    /// Concrete input shapes from the pipeline (NAME, dims), for passes that need shapes.
-    pub input_shapes: Vec<(String, Vec<i64>)>,
-    /// Evaluates ops on constant inputs that the built-in evaluator does not know (the runner
-    /// provides one backed by tract).
-    pub evaluator: Option<&'a dyn ConstEvaluator>,
-}
+#[non_exhaustive]
+pub struct PassContext {}
 
 /// A pattern a pass found but did not rewrite, and why. Reported to the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,12 +25,20 @@ pub struct Declined {
 pub struct PassReport {
     /// Rewrites applied (nodes folded, removed, converted...).
     pub applied: usize,
+    /// What the rewrites were, one line each where the pass says ("bn3: folded into conv3").
+    pub changes: Vec<String>,
     pub declined: Vec<Declined>,
     /// Anything else the user should know (e.g. "input x pinned to [1,3,48,192]").
     pub notes: Vec<String>,
 }
 
 impl PassReport {
+    /// Counts one applied rewrite and records what it was.
+    pub fn record(&mut self, change: impl Into<String>) {
+        self.applied += 1;
+        self.changes.push(change.into());
+    }
+
     pub fn decline(&mut self, node: impl Into<String>, op_type: impl Into<String>, reason: impl Into<String>) {
         self.declined.push(Declined { node: node.into(), op_type: op_type.into(), reason: reason.into() });
     }

@@ -11,10 +11,11 @@
 //! output is a graph output fed directly by a graph input is declined: removing it would rename the
 //! model's interface.
 
+use whittle_graph::patch::{Patch, Wire};
 use whittle_graph::{Graph, Model, NodeId};
 
+use crate::driver::{Match, rewrite_nodes};
 use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
-use crate::rewrite::{bypass, replace_blocker};
 
 pub struct RemoveNoops;
 
@@ -29,48 +30,65 @@ impl PassDef for RemoveNoops {
     }
 }
 
-/// Why a node is not a no-op (`Err`), or `Ok` when it returns input 0 unchanged.
-fn is_noop(g: &Graph, id: NodeId) -> Result<(), String> {
-    let n = g.node(id).ok_or("removed")?;
-    let input = n.input(0).ok_or("no input")?;
-    let out = n.output(0).ok_or("no output")?;
+/// Whether a candidate returns input 0 unchanged.
+enum Noop {
+    Yes,
+    /// It computes something: not a no-op, nothing to report.
+    No,
+    /// It may be a no-op, but that cannot be shown (reported with the reason).
+    Unproven(String),
+}
+
+/// Whether node `id` is a no-op (see the module doc).
+fn is_noop(g: &Graph, id: NodeId) -> Noop {
+    let Some(n) = g.node(id) else { return Noop::No };
+    let (Some(input), Some(out)) = (n.input(0), n.output(0)) else { return Noop::Unproven("it has no input or no output".into()) };
     let (iv, ov) = (g.value(input), g.value(out));
-    let same_shape = || match (&iv.shape, &ov.shape) {
-        (Some(a), Some(b)) if a.concrete().is_some() && a == b => Ok(()),
-        _ => Err("input and output shapes are not both known and equal".to_string()),
-    };
     match n.op_type() {
-        "Identity" => Ok(()),
+        "Identity" => Noop::Yes,
         "Dropout" => {
             if n.output(1).is_some_and(|m| !g.value(m).uses().is_empty() || g.is_graph_output(m)) {
-                return Err("its mask output is used".into());
+                return Noop::Unproven("its mask output is used".into());
             }
             match n.input(2) {
-                None => Ok(()),
+                None => Noop::Yes,
                 Some(t) => match g.constant(t).and_then(|t| t.to_i64().ok()) {
-                    Some(v) if v.iter().all(|&b| b == 0) => Ok(()),
-                    _ => Err("training_mode is not a constant false".into()),
+                    Some(v) if v.iter().all(|&b| b == 0) => Noop::Yes,
+                    _ => Noop::Unproven("training_mode is not a constant false".into()),
                 },
             }
         }
-        "Reshape" => same_shape(),
+        "Reshape" => match (&iv.shape, &ov.shape) {
+            (Some(a), Some(b)) if a.concrete().is_some() && a == b => Noop::Yes,
+            // Shapes that are not both known are common (dynamic batch): not reported.
+            _ => Noop::No,
+        },
         "Cast" => match (iv.dtype, n.attr_int("to")) {
-            (Some(dt), Some(to)) if dt.to_onnx() as i64 == to => Ok(()),
-            (None, _) => Err("the input's element type is unknown".into()),
-            _ => Err("it changes the element type".into()),
+            (Some(dt), Some(to)) if dt.to_onnx() as i64 == to => Noop::Yes,
+            (None, _) => Noop::Unproven("the input's element type is unknown".into()),
+            _ => Noop::No,
         },
         "Transpose" => {
-            let perm = n.attr_ints("perm").map(|p| p.to_vec());
-            let identity = match (perm, iv.shape.as_ref()) {
+            let identity = match (n.attr_ints("perm"), iv.shape.as_ref()) {
                 (Some(p), _) => p.iter().enumerate().all(|(i, &d)| d == i as i64),
                 // Without perm the axes are reversed: a no-op only up to rank 1.
                 (None, Some(s)) => s.rank() <= 1,
                 (None, None) => false,
             };
-            if identity { Ok(()) } else { Err("its permutation moves axes".into()) }
+            if identity { Noop::Yes } else { Noop::No }
         }
-        _ => Err("not a candidate".into()),
+        _ => Noop::No,
     }
+}
+
+/// The patch bypassing and removing a no-op.
+fn bypass_patch(g: &Graph, id: NodeId) -> Option<Patch> {
+    let n = g.node(id)?;
+    let (input, out) = (n.input(0)?, n.output(0)?);
+    let mut p = Patch::new(format!("{}: removed {}", g.node_label(id), n.op_type()));
+    p.redirect_all(out, Wire::Value(input));
+    p.remove_node(id);
+    Some(p)
 }
 
 impl Pass for RemoveNoops {
@@ -79,34 +97,20 @@ impl Pass for RemoveNoops {
     }
 
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
-        let g = &mut model.graph;
         let mut report = PassReport::default();
-        let candidates: Vec<NodeId> = g
-            .topo_order()
-            .map_err(|_| PassError("the graph has a cycle".into()))?
-            .into_iter()
-            .filter(|id| {
-                g.node(*id).is_some_and(|n| {
-                    n.domain().is_empty() && matches!(n.op_type(), "Identity" | "Dropout" | "Reshape" | "Cast" | "Transpose")
-                })
-            })
-            .collect();
-        for id in candidates {
-            let (label, op) = (g.node_label(id), g.node(id).map(|n| n.op_type().to_string()).unwrap_or_default());
-            match is_noop(g, id) {
-                Ok(()) => {
-                    let n = g.node(id).expect("candidate");
-                    let (input, out) = (n.input(0).expect("checked"), n.output(0).expect("checked"));
-                    if let Some(why) = replace_blocker(g, out, input) {
-                        report.decline(label, op, why);
-                    } else if bypass(g, id, 0, input) {
-                        report.applied += 1;
-                    }
-                }
-                Err(why) if op == "Identity" || op == "Dropout" || why.contains("unknown") => report.decline(label, op, why),
-                Err(_) => {}
+        rewrite_nodes(&mut model.graph, &mut report, |g, id| {
+            let candidate = g
+                .node(id)
+                .is_some_and(|n| n.domain().is_empty() && matches!(n.op_type(), "Identity" | "Dropout" | "Reshape" | "Cast" | "Transpose"));
+            if !candidate {
+                return Match::Skip;
             }
-        }
+            match is_noop(g, id) {
+                Noop::Yes => bypass_patch(g, id).map_or(Match::Skip, Match::Rewrite),
+                Noop::No => Match::Skip,
+                Noop::Unproven(why) => Match::Decline(why),
+            }
+        })?;
         Ok(report)
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Before the first step, and after every step, shape inference runs with the pipeline's input
 //! shapes, so each pass sees fresh shapes and each step's figures (nodes, parameters, encoded
-//! bytes, MACs) are measured on an up-to-date graph. After every step the IR is validated; any
-//! problem is an error that names the step ("after step 3 (fold_batchnorm): ..."). Debugging
+//! bytes, MACs) are measured on an up-to-date graph. After every step the IR's structure is
+//! validated, shapes and types are inferred, then element types are checked (so values a pass
+//! created are checked too); any problem is an error that names the step ("after step 3
+//! (fold_batchnorm): ..."). Debugging
 //! aids: stop after a given step, and write the canonical text form after each step.
 //!
 //! The manager never runs a model. A hook called after each step can (the runner's differential
@@ -16,6 +18,7 @@ use serde::Serialize;
 use whittle_graph::Model;
 use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::text::{TextOptions, model_text};
+use whittle_graph::validate::{Checks, validate_with};
 use whittle_passes::pass::{Declined, PassContext};
 
 use crate::pipeline::Step;
@@ -83,6 +86,8 @@ pub struct StepRecord {
     /// Time spent in the pass itself.
     pub wall_ms: f64,
     pub applied: usize,
+    /// What the rewrites were, one line each where the pass records them.
+    pub changes: Vec<String>,
     pub declined: Vec<Declined>,
     pub notes: Vec<String>,
     pub differential: Option<Differential>,
@@ -160,7 +165,7 @@ pub fn run_steps(
     after: &mut AfterStep<'_>,
 ) -> Result<ManagerOutcome, StepError> {
     let infer_opts = InferOptions { input_shapes: options.input_shapes.clone() };
-    let ctx = PassContext { input_shapes: options.input_shapes.clone(), evaluator: None };
+    let ctx = PassContext::default();
     let mut done: Vec<StepRecord> = Vec::new();
     let fail = |index: usize, pass: &str, kind: StepErrorKind, done: Vec<StepRecord>| StepError {
         index,
@@ -183,12 +188,18 @@ pub fn run_steps(
             Ok(r) => r,
             Err(e) => return Err(fail(index, step.name, StepErrorKind::Pass(e.to_string()), done)),
         };
-        let issues = whittle_graph::validate::validate(model);
+        // Structure first (inference needs a sound graph), then the element types, which only
+        // inference gives the values a pass created.
+        let issues = validate_with(model, Checks::Structure);
         if !issues.is_empty() {
             return Err(fail(index, step.name, StepErrorKind::Invalid(whittle_graph::error::format_issues(&issues)), done));
         }
         if let Err(e) = infer_shapes(model, &infer_opts) {
             return Err(fail(index, step.name, StepErrorKind::Infer(e.to_string()), done));
+        }
+        let issues = validate_with(model, Checks::Types);
+        if !issues.is_empty() {
+            return Err(fail(index, step.name, StepErrorKind::Invalid(whittle_graph::error::format_issues(&issues)), done));
         }
         if let Some(dir) = &options.dump_dir
             && let Err(k) = dump(dir, index, step.name, model)
@@ -203,6 +214,7 @@ pub fn run_steps(
             after: ModelFigures::of(model),
             wall_ms,
             applied: report.applied,
+            changes: report.changes,
             declined: report.declined,
             notes: report.notes,
             differential: None,

@@ -1,24 +1,19 @@
-//! Shared helpers for the integration tests: locating the shared models and test data.
+//! Shared helpers for the integration tests: locating the shared models and test data (through
+//! [`whittle_testenv`], which decides when a missing one skips and when it fails), and running
+//! passes through the real pass manager.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
-}
+use whittle_graph::Model;
+use whittle_runner::manager::{ManagerOptions, ManagerOutcome, StepError, StepRecord, run_steps};
+use whittle_runner::pipeline::Step;
 
-/// `../shared` beside the repository, when present (CI has it; a fresh clone may not).
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = repo_root().join("../shared");
-    dir.join("models").is_dir().then(|| dir.canonicalize().unwrap_or(dir))
-}
+pub use whittle_testenv::{peer_python, repo_root, shared_dir};
 
-/// The three PP-OCR models, or `None` with a printed reason when ../shared is missing.
+/// The three PP-OCR models, or `None` with a printed reason when ../shared is missing (a failure
+/// under CI).
 pub fn shared_models() -> Option<Vec<PathBuf>> {
-    let Some(dir) = shared_dir() else {
-        eprintln!("SKIPPED: ../shared/models is not present beside the repository");
-        return None;
-    };
+    let dir = shared_dir()?;
     Some(SHARED_MODELS.iter().map(|m| dir.join("models").join(m)).collect())
 }
 
@@ -31,19 +26,17 @@ pub fn testdata(name: &str) -> PathBuf {
 
 pub mod fixtures;
 
-/// The Python of `.venv-peer` when it can import onnx, onnxruntime and numpy (what
-/// `../shared/peer/compare.py` needs); otherwise `None` with a printed reason.
-pub fn peer_python() -> Option<PathBuf> {
-    let python = repo_root().join(".venv-peer/bin/python");
-    let works =
-        std::process::Command::new(&python).args(["-c", "import onnx, onnxruntime, numpy"]).output().is_ok_and(|o| o.status.success());
-    if works {
-        Some(python)
-    } else {
-        eprintln!(
-            "SKIPPED: {} cannot import onnx, onnxruntime and numpy (python3 -m venv .venv-peer && .venv-peer/bin/pip install onnx onnxruntime numpy)",
-            python.display()
-        );
-        None
-    }
+/// Runs registered passes (default parameters) with the real pass manager: shape inference with
+/// these input shapes before each step, validation and type checks after each.
+pub fn run_passes(model: &mut Model, passes: &[&str], input_shapes: &[(String, Vec<i64>)]) -> Result<ManagerOutcome, StepError> {
+    let steps: Vec<Step> =
+        passes.iter().map(|p| Step::with_defaults(whittle_passes::lookup(p).unwrap_or_else(|| panic!("no pass named {p}")))).collect();
+    let options = ManagerOptions { input_shapes: input_shapes.to_vec(), ..Default::default() };
+    run_steps(model, &steps, &options, &mut |_, _| true)
+}
+
+/// Runs one registered pass with the real manager; panics on a step error.
+pub fn run_pass(model: &mut Model, pass: &str, input_shapes: &[(String, Vec<i64>)]) -> StepRecord {
+    let outcome = run_passes(model, &[pass], input_shapes).unwrap_or_else(|e| panic!("{e}"));
+    outcome.steps.into_iter().next().expect("one step ran")
 }

@@ -2,20 +2,21 @@
 //! `Where`. Known contents of small tensors are carried through the ones shapes are computed with.
 
 use super::dims::broadcast;
-use super::values::{self, BinOp, Vals};
+use super::values::{self, Vals};
 use super::{Ctx, Out, RuleResult};
 use crate::dtype::DataType;
+use crate::eval::scalar::BinOp;
 use crate::shape::Dim;
 
 /// Output 0 has the shape and dtype of input 0 (activations, Softmax, Clip, normalisations, ...).
 pub(super) fn unary(ctx: &Ctx) -> RuleResult {
-    let vals = ctx.vals(0).and_then(|v| values::unary(ctx.op(), &v));
+    let vals = ctx.vals(0).and_then(|v| values::unary(ctx.op(), &v, ctx.dtype(0)?));
     Ok(vec![Out::new(ctx.dtype(0), ctx.dims(0).map(<[Dim]>::to_vec)).with_vals(vals)])
 }
 
 /// Like [`unary`] with a bool output (`Not`, `IsNaN`, `IsInf`).
 pub(super) fn unary_bool(ctx: &Ctx) -> RuleResult {
-    let vals = ctx.vals(0).and_then(|v| values::unary(ctx.op(), &v));
+    let vals = ctx.vals(0).and_then(|v| values::unary(ctx.op(), &v, ctx.dtype(0)?));
     Ok(vec![Out::new(Some(DataType::Bool), ctx.dims(0).map(<[Dim]>::to_vec)).with_vals(vals)])
 }
 
@@ -72,10 +73,12 @@ fn broadcast_inputs(ctx: &Ctx) -> Result<(Option<Vec<Dim>>, Option<Vals>), Strin
     let shapes: Option<Vec<&[Dim]>> = (0..n).map(|i| ctx.dims(i)).collect();
     let Some(shapes) = shapes.filter(|s| !s.is_empty()) else { return Ok((None, None)) };
     let out = broadcast(&shapes)?;
-    let vals = BinOp::from_op(ctx.op()).and_then(|op| {
+    let fmod = ctx.attr_int("fmod", 0) != 0;
+    let vals = BinOp::from_op(ctx.op(), fmod).and_then(|op| {
+        let dtype = ctx.dtype(0)?;
         let mut acc = expanded(ctx, 0, &out)?;
         for i in 1..n {
-            acc = values::binary(op, &acc, &expanded(ctx, i, &out)?)?;
+            acc = values::binary(op, &acc, &expanded(ctx, i, &out)?, dtype)?;
         }
         Some(acc)
     });

@@ -7,6 +7,7 @@
 
 use super::dims::{AutoPad, Window, known, merge, show};
 use super::{Ctx, Out, RuleResult};
+use crate::channels::WeightAxes;
 use crate::dtype::DataType;
 use crate::shape::Dim;
 
@@ -82,10 +83,11 @@ pub(super) fn conv_like(ctx: &Ctx, x: usize, w: usize, dtype: Option<DataType>) 
     let attrs = WindowAttrs::read(ctx, spatial)?;
     let kernel = kernel_shape(ctx, ws, spatial)?;
 
+    let axes = WeightAxes::of("Conv", false, rank).expect("rank checked");
     let batch = xs.map_or(Dim::Unknown, |x| x[0].clone());
-    let out_channels = ws.map_or(Dim::Unknown, |w| w[0].clone());
+    let out_channels = ws.map_or(Dim::Unknown, |w| w[axes.output].clone());
     if let (Some(xs), Some(ws)) = (xs, ws) {
-        let (c, wc, m) = (xs[1].known(), ws[1].known(), ws[0].known());
+        let (c, wc, m) = (xs[1].known(), ws[axes.input].known(), ws[axes.output].known());
         if let (Some(c), Some(wc)) = (c, wc)
             && i128::from(c) != i128::from(wc) * i128::from(group)
         {
@@ -118,6 +120,7 @@ pub(super) fn conv_transpose(ctx: &Ctx) -> RuleResult {
     }
     let spatial = rank - 2;
     let group = ctx.attr_int("group", 1);
+    let axes = WeightAxes::of("ConvTranspose", false, rank).expect("rank checked");
     let attrs = WindowAttrs::read(ctx, spatial)?;
     let kernel = kernel_shape(ctx, ws, spatial)?;
     let output_padding = match ctx.attr_ints("output_padding") {
@@ -129,11 +132,11 @@ pub(super) fn conv_transpose(ctx: &Ctx) -> RuleResult {
         if xs.len() != ws.len() {
             return Err(format!("input {} and weight {} have different ranks", show(xs), show(ws)));
         }
-        merge(&xs[1], &ws[0]).map_err(|_| format!("input {} does not have the channels of weight {}", show(xs), show(ws)))?;
+        merge(&xs[1], &ws[axes.input]).map_err(|_| format!("input {} does not have the channels of weight {}", show(xs), show(ws)))?;
     }
 
     let batch = xs.map_or(Dim::Unknown, |x| x[0].clone());
-    let out_channels = ws.map_or(Dim::Unknown, |w| super::dims::mul(&w[1], &Dim::Known(group)));
+    let out_channels = ws.map_or(Dim::Unknown, |w| super::dims::mul(&w[axes.output], &Dim::Known(group)));
     let mut out = vec![batch, out_channels];
     // An explicit output_shape gives the spatial dims (written with or without N and C).
     if let Some(shape) = ctx.attr_ints("output_shape") {

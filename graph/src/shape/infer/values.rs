@@ -3,9 +3,11 @@
 //! Integer (and bool) contents are [`Dim`]s: a known number, a symbol (the value of a symbolic
 //! dimension read by `Shape`), or unknown. Float contents are only kept when fully known. Tensors
 //! of more than [`MAX_TRACKED`] elements are never tracked. Everything here answers `None` when it
-//! cannot compute a result exactly.
+//! cannot compute a result exactly. The semantics of each op on known elements are those of the
+//! one evaluator ([`crate::eval::scalar`]); only the rules for symbols live here.
 
 use crate::dtype::DataType;
+use crate::eval::scalar::{self, BinOp};
 use crate::shape::Dim;
 use crate::tensor::Tensor;
 
@@ -85,12 +87,11 @@ impl Vals {
     /// The contents converted by `Cast` to `to`.
     pub(crate) fn cast(&self, to: DataType) -> Option<Vals> {
         if to.is_float() {
-            let f = self.floats()?;
-            return Some(Vals::Float(if to == DataType::Float { f.into_iter().map(|x| x as f32 as f64).collect() } else { f }));
+            return Some(Vals::Float(self.floats()?.into_iter().map(|x| scalar::round_float(x, to)).collect::<Option<_>>()?));
         }
         let as_int = |d: &Dim| -> Dim {
             match d {
-                Dim::Known(v) => wrap_int(*v, to).map_or(Dim::Unknown, Dim::Known),
+                Dim::Known(v) => scalar::wrap_int(*v, to).map_or(Dim::Unknown, Dim::Known),
                 // A symbol is a dimension: it fits any integer type; as a bool it may be 0 or not.
                 Dim::Sym(s) if to != DataType::Bool => Dim::Sym(s.clone()),
                 _ => Dim::Unknown,
@@ -98,28 +99,9 @@ impl Vals {
         };
         match self {
             Vals::Int(v) => Some(Vals::Int(v.iter().map(as_int).collect())),
-            Vals::Float(v) => {
-                let truncated = v.iter().map(|x| x.is_finite().then(|| Dim::Known(x.trunc() as i64))).collect::<Option<Vec<_>>>()?;
-                Some(Vals::Int(truncated.iter().map(as_int).collect()))
-            }
+            Vals::Float(v) => Some(Vals::Int(v.iter().map(|x| scalar::float_to_int(*x, to).map_or(Dim::Unknown, Dim::Known)).collect())),
         }
     }
-}
-
-/// An integer converted to a (narrower) integer type the way a C cast does.
-fn wrap_int(v: i64, to: DataType) -> Option<i64> {
-    use DataType::*;
-    Some(match to {
-        Int64 | Uint64 => v,
-        Int32 => v as i32 as i64,
-        Uint32 => v as u32 as i64,
-        Int16 => v as i16 as i64,
-        Uint16 => v as u16 as i64,
-        Int8 => v as i8 as i64,
-        Uint8 => v as u8 as i64,
-        Bool => (v != 0) as i64,
-        _ => return None,
-    })
 }
 
 /// For each element of a tensor of shape `out`, the flat index of the element of a tensor of shape
@@ -155,71 +137,29 @@ pub(crate) fn broadcast_index(out: &[i64], input: &[i64]) -> Option<Vec<usize>> 
     Some(idx)
 }
 
-/// Element-wise ops with known-value rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Mod,
-    Max,
-    Min,
-    Equal,
-    Less,
-    Greater,
-    LessOrEqual,
-    GreaterOrEqual,
-    And,
-    Or,
-    Xor,
-}
-
-impl BinOp {
-    pub(crate) fn from_op(op: &str) -> Option<BinOp> {
-        use BinOp::*;
-        Some(match op {
-            "Add" | "Sum" => Add,
-            "Sub" => Sub,
-            "Mul" => Mul,
-            "Div" => Div,
-            "Mod" => Mod,
-            "Max" => Max,
-            "Min" => Min,
-            "Equal" => Equal,
-            "Less" => Less,
-            "Greater" => Greater,
-            "LessOrEqual" => LessOrEqual,
-            "GreaterOrEqual" => GreaterOrEqual,
-            "And" => And,
-            "Or" => Or,
-            "Xor" => Xor,
-            _ => return None,
-        })
-    }
-
-    fn is_comparison(self) -> bool {
-        use BinOp::*;
-        matches!(self, Equal | Less | Greater | LessOrEqual | GreaterOrEqual | And | Or | Xor)
-    }
-}
-
-/// `op` applied element by element to two contents of the same length (already broadcast).
-pub(crate) fn binary(op: BinOp, a: &Vals, b: &Vals) -> Option<Vals> {
+/// `op` applied element by element to two contents of the same length (already broadcast), the
+/// inputs of element type `dtype`.
+pub(crate) fn binary(op: BinOp, a: &Vals, b: &Vals, dtype: DataType) -> Option<Vals> {
     if a.len() != b.len() {
         return None;
     }
     match (a, b) {
-        (Vals::Int(x), Vals::Int(y)) => Some(Vals::Int(x.iter().zip(y).map(|(p, q)| int_op(op, p, q)).collect())),
+        (Vals::Int(x), Vals::Int(y)) if !dtype.is_float() => {
+            Some(Vals::Int(x.iter().zip(y).map(|(p, q)| int_op(op, p, q, dtype)).collect()))
+        }
         _ => {
             let (x, y) = (a.floats()?, b.floats()?);
-            let r: Vec<f64> = x.iter().zip(&y).map(|(p, q)| float_op(op, *p, *q)).collect::<Option<_>>()?;
-            Some(if op.is_comparison() { Vals::Int(r.into_iter().map(|v| Dim::Known(v as i64)).collect()) } else { Vals::Float(r) })
+            let r: Vec<f64> = x.iter().zip(&y).map(|(p, q)| scalar::float_binary(op, *p, *q)).collect::<Option<_>>()?;
+            Some(if op.gives_bool() {
+                Vals::Int(r.into_iter().map(|v| Dim::Known(v as i64)).collect())
+            } else {
+                Vals::Float(r.into_iter().map(|v| scalar::round_float(v, dtype).unwrap_or(v)).collect())
+            })
         }
     }
 }
 
-fn int_op(op: BinOp, a: &Dim, b: &Dim) -> Dim {
+fn int_op(op: BinOp, a: &Dim, b: &Dim, dtype: DataType) -> Dim {
     use BinOp::*;
     use Dim::{Known, Sym};
     let same_sym = matches!((a, b), (Sym(x), Sym(y)) if x == y);
@@ -237,80 +177,28 @@ fn int_op(op: BinOp, a: &Dim, b: &Dim) -> Dim {
             _ => Dim::Unknown,
         };
     };
-    let (x, y) = (*x, *y);
-    let r = match op {
-        Add => x.checked_add(y),
-        Sub => x.checked_sub(y),
-        Mul => x.checked_mul(y),
-        // Integer division truncates (onnxruntime, tract); Mod takes the divisor's sign (fmod = 0).
-        Div => x.checked_div(y),
-        Mod => x.checked_rem(y).map(|r| if r != 0 && (r < 0) != (y < 0) { r + y } else { r }),
-        Max => Some(x.max(y)),
-        Min => Some(x.min(y)),
-        Equal => Some((x == y) as i64),
-        Less => Some((x < y) as i64),
-        Greater => Some((x > y) as i64),
-        LessOrEqual => Some((x <= y) as i64),
-        GreaterOrEqual => Some((x >= y) as i64),
-        And => Some((x != 0 && y != 0) as i64),
-        Or => Some((x != 0 || y != 0) as i64),
-        Xor => Some(((x != 0) != (y != 0)) as i64),
-    };
-    r.map_or(Dim::Unknown, Known)
+    scalar::int_binary(op, *x, *y, dtype).map_or(Dim::Unknown, Known)
 }
 
-fn float_op(op: BinOp, x: f64, y: f64) -> Option<f64> {
-    use BinOp::*;
-    let bool_f = |b: bool| if b { 1.0 } else { 0.0 };
-    Some(match op {
-        Add => x + y,
-        Sub => x - y,
-        Mul => x * y,
-        Div => x / y,
-        Mod => return None,
-        Max => x.max(y),
-        Min => x.min(y),
-        Equal => bool_f(x == y),
-        Less => bool_f(x < y),
-        Greater => bool_f(x > y),
-        LessOrEqual => bool_f(x <= y),
-        GreaterOrEqual => bool_f(x >= y),
-        And | Or | Xor => return None,
-    })
-}
-
-/// Element-wise unary ops with known-value rules.
-pub(crate) fn unary(op: &str, v: &Vals) -> Option<Vals> {
-    match (op, v) {
-        ("Identity", _) => Some(v.clone()),
-        ("Neg", Vals::Int(x)) => {
-            Some(Vals::Int(x.iter().map(|d| d.known().and_then(i64::checked_neg).map_or(Dim::Unknown, Dim::Known)).collect()))
-        }
-        ("Abs", Vals::Int(x)) => Some(Vals::Int(
+/// Element-wise unary ops on known elements of type `dtype`.
+pub(crate) fn unary(op: &str, v: &Vals, dtype: DataType) -> Option<Vals> {
+    match v {
+        Vals::Int(x) if !dtype.is_float() => Some(Vals::Int(
             x.iter()
                 .map(|d| match d {
-                    Dim::Known(v) => v.checked_abs().map_or(Dim::Unknown, Dim::Known),
+                    Dim::Known(v) => scalar::int_unary(op, *v, dtype).map_or(Dim::Unknown, Dim::Known),
                     // A dimension is never negative.
-                    d => d.clone(),
+                    Dim::Sym(_) if matches!(op, "Abs" | "Identity" | "Relu") => d.clone(),
+                    _ => Dim::Unknown,
                 })
                 .collect(),
         )),
-        ("Not", Vals::Int(x)) => {
-            Some(Vals::Int(x.iter().map(|d| d.known().map_or(Dim::Unknown, |v| Dim::Known((v == 0) as i64))).collect()))
+        Vals::Int(_) => None,
+        Vals::Float(x) => {
+            let r: Vec<f64> =
+                x.iter().map(|v| scalar::float_unary(op, *v).and_then(|r| scalar::round_float(r, dtype))).collect::<Option<_>>()?;
+            Some(Vals::Float(r))
         }
-        ("Floor" | "Ceil" | "Round" | "Neg" | "Abs" | "Sqrt" | "Reciprocal", Vals::Float(x)) => {
-            let f: fn(f64) -> f64 = match op {
-                "Floor" => f64::floor,
-                "Ceil" => f64::ceil,
-                "Round" => f64::round_ties_even,
-                "Neg" => |v| -v,
-                "Abs" => f64::abs,
-                "Sqrt" => f64::sqrt,
-                _ => |v| 1.0 / v,
-            };
-            Some(Vals::Float(x.iter().map(|v| f(*v)).collect()))
-        }
-        _ => None,
     }
 }
 

@@ -1,18 +1,21 @@
-//! Evaluating operations on constant inputs, for constant folding.
+//! The one ONNX-semantics evaluator: computes an operation on constant inputs.
 //!
-//! The built-in evaluator covers the shape arithmetic exporters emit (Shape, Gather, Slice, Concat,
-//! Unsqueeze, Squeeze, Reshape, Cast, Range, element-wise arithmetic and comparisons, Where,
-//! Expand, Transpose...) on f32, i64, i32 and bool tensors, following the ONNX operator
-//! definitions. Anything else is `Unsupported`, and the caller may ask a [`ConstEvaluator`] (the
-//! runner's is backed by tract) or leave the node alone.
+//! Constant folding uses it on whole tensors, and the known-value tracking of shape inference
+//! shares its element-wise semantics ([`scalar`]). It covers the shape arithmetic exporters emit
+//! (Shape, Gather, Slice, Concat, Unsqueeze, Squeeze, Reshape, Flatten, Cast, Range, element-wise
+//! arithmetic, comparisons and logic, Where, Expand, Transpose...) on f32, i64, i32 and bool
+//! tensors, following the ONNX operator definitions; every result's element type is the one ONNX
+//! gives (checked against tract, tensor by tensor, in `tests/constant_eval.rs`). Anything else is
+//! `Unsupported`, and the caller leaves the node alone: whittle has no second evaluator.
+
+pub mod scalar;
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
-use whittle_graph::{DataType, Node, Tensor};
 
-/// Evaluates a node whose inputs are all known. Implemented outside the passes crate (tract).
-pub trait ConstEvaluator {
-    fn eval(&self, node: &Node, inputs: &[Option<Tensor>], opset: i64) -> Result<Vec<Tensor>, String>;
-}
+use crate::dtype::DataType;
+use crate::ir::Node;
+use crate::tensor::Tensor;
+use scalar::BinOp;
 
 /// Why a node was not evaluated.
 #[derive(Debug, PartialEq)]
@@ -167,98 +170,74 @@ fn zip2<A: Clone, B: Clone, C>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) ->
     Ok(Zip::from(&av).and(&bv).map_collect(|x, y| f(x.clone(), y.clone())))
 }
 
-fn binary(op: &str, a: &Arr, b: &Arr) -> R<Arr> {
+fn undefined(op: BinOp) -> EvalError {
+    EvalError::Unsupported(format!("{op:?} is undefined for some of these elements (division by zero?)"))
+}
+
+/// Collects element results, failing on the first undefined one.
+fn defined<T>(a: ArrayD<Option<T>>, op: BinOp) -> R<ArrayD<T>> {
+    let shape = a.raw_dim();
+    let v: Option<Vec<T>> = a.into_iter().collect();
+    Ok(ArrayD::from_shape_vec(shape, v.ok_or_else(|| undefined(op))?).expect("same shape"))
+}
+
+fn binary(op_type: &str, fmod: bool, a: &Arr, b: &Arr) -> R<Arr> {
+    let Some(op) = BinOp::from_op(op_type, fmod) else { return unsupported(op_type) };
+    let bool_out = |r: ArrayD<i64>| Arr::Bool(r.mapv(|x| x != 0));
     Ok(match (a, b) {
-        (Arr::F32(a), Arr::F32(b)) => match op {
-            "Add" => Arr::F32(zip2(a, b, |x, y| x + y)?),
-            "Sub" => Arr::F32(zip2(a, b, |x, y| x - y)?),
-            "Mul" => Arr::F32(zip2(a, b, |x, y| x * y)?),
-            "Div" => Arr::F32(zip2(a, b, |x, y| x / y)?),
-            "Pow" => Arr::F32(zip2(a, b, f32::powf)?),
-            "Max" => Arr::F32(zip2(a, b, f32::max)?),
-            "Min" => Arr::F32(zip2(a, b, f32::min)?),
-            "Equal" => Arr::Bool(zip2(a, b, |x, y| x == y)?),
-            "Less" => Arr::Bool(zip2(a, b, |x, y| x < y)?),
-            "Greater" => Arr::Bool(zip2(a, b, |x, y| x > y)?),
-            _ => return unsupported(op),
-        },
-        (Arr::Int(a, dt), Arr::Int(b, _)) => {
-            let dt = *dt;
-            let div = |x: i64, y: i64| if y == 0 { 0 } else { x / y };
-            match op {
-                "Add" => Arr::Int(zip2(a, b, i64::wrapping_add)?, dt),
-                "Sub" => Arr::Int(zip2(a, b, i64::wrapping_sub)?, dt),
-                "Mul" => Arr::Int(zip2(a, b, i64::wrapping_mul)?, dt),
-                "Div" if b.iter().all(|&y| y != 0) => Arr::Int(zip2(a, b, div)?, dt),
-                "Max" => Arr::Int(zip2(a, b, i64::max)?, dt),
-                "Min" => Arr::Int(zip2(a, b, i64::min)?, dt),
-                "Equal" => Arr::Bool(zip2(a, b, |x, y| x == y)?),
-                "Less" => Arr::Bool(zip2(a, b, |x, y| x < y)?),
-                "Greater" => Arr::Bool(zip2(a, b, |x, y| x > y)?),
-                _ => return unsupported(format!("{op} on integers")),
-            }
+        (Arr::F32(a), Arr::F32(b)) if !op.is_logical() => {
+            let r = defined(zip2(a, b, |x, y| scalar::float_binary(op, x as f64, y as f64))?, op)?;
+            if op.gives_bool() { Arr::Bool(r.mapv(|x| x != 0.0)) } else { Arr::F32(r.mapv(|x| x as f32)) }
         }
-        (Arr::Bool(a), Arr::Bool(b)) => match op {
-            "And" => Arr::Bool(zip2(a, b, |x, y| x && y)?),
-            "Or" => Arr::Bool(zip2(a, b, |x, y| x || y)?),
-            "Equal" => Arr::Bool(zip2(a, b, |x, y| x == y)?),
-            _ => return unsupported(format!("{op} on bool")),
-        },
-        _ => return invalid(format!("{op} on mixed element types")),
+        (Arr::Int(a, dt), Arr::Int(b, _)) if !op.is_logical() => {
+            let r = defined(zip2(a, b, |x, y| scalar::int_binary(op, x, y, *dt))?, op)?;
+            if op.gives_bool() { bool_out(r) } else { Arr::Int(r, *dt) }
+        }
+        (Arr::Bool(a), Arr::Bool(b)) if op.is_logical() || op == BinOp::Equal => {
+            bool_out(defined(zip2(a, b, |x, y| scalar::int_binary(op, x as i64, y as i64, DataType::Bool))?, op)?)
+        }
+        (Arr::F32(_), Arr::F32(_)) | (Arr::Int(..), Arr::Int(..)) | (Arr::Bool(_), Arr::Bool(_)) => {
+            return invalid(format!("{op_type} is not defined on these element types"));
+        }
+        _ => return unsupported(format!("{op_type} on mixed element types")),
     })
 }
 
 fn unary(op: &str, a: &Arr) -> R<Arr> {
+    let none = || EvalError::Unsupported(format!("{op} on these element types"));
     Ok(match a {
-        Arr::F32(a) => Arr::F32(a.mapv(match op {
-            "Neg" => |x: f32| -x,
-            "Abs" => f32::abs,
-            "Sqrt" => f32::sqrt,
-            "Reciprocal" => |x: f32| 1.0 / x,
-            "Floor" => f32::floor,
-            "Ceil" => f32::ceil,
-            "Exp" => f32::exp,
-            "Relu" => |x: f32| x.max(0.0),
-            _ => return unsupported(op),
-        })),
-        Arr::Int(a, dt) => Arr::Int(
-            a.mapv(match op {
-                "Neg" => |x: i64| x.wrapping_neg(),
-                "Abs" => |x: i64| x.wrapping_abs(),
-                _ => return unsupported(format!("{op} on integers")),
-            }),
-            *dt,
-        ),
-        Arr::Bool(a) if op == "Not" => Arr::Bool(a.mapv(|x| !x)),
-        _ => return unsupported(op),
+        Arr::F32(a) => {
+            let v: Option<Vec<f32>> = a.iter().map(|&x| scalar::float_unary(op, x as f64).map(|r| r as f32)).collect();
+            Arr::F32(ArrayD::from_shape_vec(a.raw_dim(), v.ok_or_else(none)?).expect("same shape"))
+        }
+        Arr::Int(a, dt) => {
+            let v: Option<Vec<i64>> = a.iter().map(|&x| scalar::int_unary(op, x, *dt)).collect();
+            Arr::Int(ArrayD::from_shape_vec(a.raw_dim(), v.ok_or_else(none)?).expect("same shape"), *dt)
+        }
+        Arr::Bool(a) => {
+            let v: Option<Vec<bool>> = a.iter().map(|&x| scalar::int_unary(op, x as i64, DataType::Bool).map(|r| r != 0)).collect();
+            Arr::Bool(ArrayD::from_shape_vec(a.raw_dim(), v.ok_or_else(none)?).expect("same shape"))
+        }
     })
 }
 
 fn cast(a: &Arr, to: DataType) -> R<Arr> {
-    let as_f = |a: &Arr| -> ArrayD<f32> {
-        match a {
-            Arr::F32(a) => a.clone(),
-            Arr::Int(a, _) => a.mapv(|x| x as f32),
-            Arr::Bool(a) => a.mapv(|x| x as u8 as f32),
+    Ok(match (a, to) {
+        (Arr::F32(a), DataType::Float) => Arr::F32(a.clone()),
+        (Arr::Int(a, _), DataType::Float) => Arr::F32(a.mapv(|x| x as f32)),
+        (Arr::Bool(a), DataType::Float) => Arr::F32(a.mapv(|x| x as u8 as f32)),
+        (Arr::F32(a), DataType::Int64 | DataType::Int32) => {
+            let v: Option<Vec<i64>> = a.iter().map(|&x| scalar::float_to_int(x as f64, to)).collect();
+            let v =
+                v.ok_or_else(|| EvalError::Unsupported(format!("Cast of NaN, an infinity or a value outside {to} (undefined in ONNX)")))?;
+            Arr::Int(ArrayD::from_shape_vec(a.raw_dim(), v).expect("same shape"), to)
         }
-    };
-    Ok(match to {
-        DataType::Float => Arr::F32(as_f(a)),
-        DataType::Int64 | DataType::Int32 => {
-            let v = match a {
-                Arr::F32(a) => a.mapv(|x| x as i64),
-                Arr::Int(a, _) => a.clone(),
-                Arr::Bool(a) => a.mapv(|x| x as i64),
-            };
-            let v = if to == DataType::Int32 { v.mapv(|x| x as i32 as i64) } else { v };
-            Arr::Int(v, to)
-        }
-        DataType::Bool => Arr::Bool(match a {
-            Arr::F32(a) => a.mapv(|x| x != 0.0),
-            Arr::Int(a, _) => a.mapv(|x| x != 0),
-            Arr::Bool(a) => a.clone(),
-        }),
-        other => return unsupported(format!("Cast to {other}")),
+        (Arr::Int(a, _), DataType::Int64 | DataType::Int32) => Arr::Int(a.mapv(|x| scalar::wrap_int(x, to).expect("integer type")), to),
+        (Arr::Bool(a), DataType::Int64 | DataType::Int32) => Arr::Int(a.mapv(|x| x as i64), to),
+        (Arr::F32(a), DataType::Bool) => Arr::Bool(a.mapv(|x| x != 0.0)),
+        (Arr::Int(a, _), DataType::Bool) => Arr::Bool(a.mapv(|x| x != 0)),
+        (Arr::Bool(a), DataType::Bool) => Arr::Bool(a.clone()),
+        (_, other) => return unsupported(format!("Cast to {other}")),
     })
 }
 
@@ -270,8 +249,8 @@ fn axes(node: &Node, inputs: &[Option<Arr>], slot: usize) -> R<Option<Vec<i64>>>
     inputs.get(slot).cloned().flatten().map(|a| a.ints()).transpose()
 }
 
-/// Evaluates `node` on known inputs with the built-in kernels.
-pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
+/// Evaluates `node` on known inputs; the results have the element types ONNX defines.
+pub fn eval_node(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
     let arrs: Vec<Option<Arr>> = inputs.iter().map(|t| t.map(Arr::from_tensor).transpose()).collect::<R<_>>()?;
     let input =
         |i: usize| -> R<&Arr> { arrs.get(i).and_then(|a| a.as_ref()).ok_or_else(|| EvalError::Invalid(format!("input {i} missing"))) };
@@ -280,16 +259,16 @@ pub fn eval_native(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
         return unsupported(format!("domain {}", node.domain()));
     }
     let out = match op {
-        "Identity" => input(0)?.clone(),
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "And" | "Or" => binary(op, input(0)?, input(1)?)?,
-        "Max" | "Min" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Pow" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or"
+        | "Xor" => binary(op, node.attr_int("fmod").unwrap_or(0) != 0, input(0)?, input(1)?)?,
+        "Max" | "Min" | "Sum" => {
             let mut acc = input(0)?.clone();
             for i in 1..arrs.len() {
-                acc = binary(op, &acc, input(i)?)?;
+                acc = binary(op, false, &acc, input(i)?)?;
             }
             acc
         }
-        "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Exp" | "Relu" | "Not" => unary(op, input(0)?)?,
+        op if scalar::UNARY_OPS.contains(&op) => unary(op, input(0)?)?,
         "Cast" => {
             let to = node
                 .attr_int("to")

@@ -1,0 +1,156 @@
+//! The one table of channel layouts: where each op keeps its channels.
+//!
+//! Shape inference (Conv output channels, the group check), model statistics (MACs), the folding
+//! of per-channel affine maps into layers, and structured pruning all need the same facts; they
+//! read them here instead of each keeping a copy.
+//!
+//! **Weighted layers** ([`WeightAxes`]):
+//!
+//! | op | weight | output-channel axis | input-channel axis | groups |
+//! |---|---|---|---|---|
+//! | Conv | `W[C_out, C_in/g, k...]` | 0 | 1 (per group) | output channel `o` reads input group `o / (C_out/g)` |
+//! | ConvTranspose | `W[C_in, C_out/g, k...]` | 1 (per group) | 0 | row `i` of group `i / (C_in/g)` feeds outputs `gi·(C_out/g) + j` |
+//! | Gemm | `B[K, N]` (`B[N, K]` with `transB`) | 1 (0) | 0 (1) | - |
+//! | MatMul | `B[..., K, N]` | last | second to last | - |
+//!
+//! **Channel flow through other ops** ([`channel_flow`], channel axis 1 of NCHW tensors): what a
+//! channel index on the data input becomes on the output. Unary element-wise ops and pooling keep
+//! it; BatchNormalization-like ops keep it and carry per-channel parameters; binary element-wise
+//! ops keep it where the other operand broadcasts; Concat on axis 1 offsets it by the channels
+//! before; Flatten/Reshape into a Gemm expands channel `c` into the block `c·H·W .. (c+1)·H·W`;
+//! anything else blocks (with the reason).
+
+use crate::ir::Node;
+
+/// Where a layer's weight keeps its output and input channels (see the module table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightAxes {
+    /// Weight axis of the output channels.
+    pub output: usize,
+    /// Weight axis of the input channels (the reduction dimension).
+    pub input: usize,
+    /// The output axis holds `C_out / group` (ConvTranspose): multiply by the group.
+    pub output_per_group: bool,
+    /// The input axis holds `C_in / group` (Conv): multiply by the group.
+    pub input_per_group: bool,
+}
+
+/// The weighted layers: ops whose input 1 is a weight with output and input channels.
+pub const LAYER_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
+impl WeightAxes {
+    /// The axes of `op`'s weight of rank `rank` (`trans_b`: Gemm's attribute). `None` for ops
+    /// that are not weighted layers, or a rank the op does not accept.
+    pub fn of(op: &str, trans_b: bool, rank: usize) -> Option<WeightAxes> {
+        let axes = |output, input, output_per_group, input_per_group| WeightAxes { output, input, output_per_group, input_per_group };
+        match op {
+            "Conv" | "ConvInteger" | "QLinearConv" if rank >= 3 => Some(axes(0, 1, false, true)),
+            "ConvTranspose" if rank >= 3 => Some(axes(1, 0, true, false)),
+            "Gemm" if rank == 2 => Some(if trans_b { axes(0, 1, false, false) } else { axes(1, 0, false, false) }),
+            "MatMul" | "MatMulInteger" if rank >= 2 => Some(axes(rank - 1, rank - 2, false, false)),
+            _ => None,
+        }
+    }
+
+    /// The axes of a node's weight (input 1) of rank `rank`.
+    pub fn of_node(node: &Node, rank: usize) -> Option<WeightAxes> {
+        if !node.domain().is_empty() {
+            return None;
+        }
+        WeightAxes::of(node.op_type(), node.attr_int("transB").unwrap_or(0) != 0, rank)
+    }
+
+    /// Output channels of a weight with these dims and `group`.
+    pub fn output_channels(&self, dims: &[i64], group: i64) -> Option<i64> {
+        let d = *dims.get(self.output)?;
+        if self.output_per_group { d.checked_mul(group) } else { Some(d) }
+    }
+
+    /// Input channels a weight with these dims and `group` reads.
+    pub fn input_channels(&self, dims: &[i64], group: i64) -> Option<i64> {
+        let d = *dims.get(self.input)?;
+        if self.input_per_group { d.checked_mul(group) } else { Some(d) }
+    }
+
+    /// For every element of the weight (row-major), the output channel it feeds.
+    pub fn output_channel_of_elements(&self, dims: &[i64], group: i64) -> Vec<usize> {
+        let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+        let stride = |axis: usize| dims[axis + 1..].iter().product::<usize>();
+        let numel: usize = dims.iter().product();
+        let (out_size, out_stride) = (dims[self.output], stride(self.output));
+        let group = group.max(1) as usize;
+        (0..numel)
+            .map(|flat| {
+                let within = (flat / out_stride) % out_size;
+                if self.output_per_group {
+                    // ConvTranspose: the input row's group picks the block of outputs.
+                    let rows_per_group = (dims[self.input] / group).max(1);
+                    let gi = (flat / stride(self.input)) % dims[self.input] / rows_per_group;
+                    gi * out_size + within
+                } else {
+                    within
+                }
+            })
+            .collect()
+    }
+
+    /// Multiply-accumulates one element of the layer's driving tensor costs: per output element
+    /// for Conv (`C_in/g · k`), Gemm and MatMul (`K`); per *input* element for ConvTranspose
+    /// (`C_out/g · k`), which scatters each input into a window.
+    pub fn macs_per_element(&self, dims: &[i64]) -> Option<u64> {
+        let dims: Vec<u64> = dims.iter().map(|&d| u64::try_from(d).ok()).collect::<Option<_>>()?;
+        if !self.is_convolution() {
+            return dims.get(self.input).copied();
+        }
+        // Every weight axis but the one the driving tensor already counts.
+        let skip = if self.output_per_group { self.input } else { self.output };
+        dims.iter().enumerate().filter(|(i, _)| *i != skip).try_fold(1u64, |a, (_, &d)| a.checked_mul(d))
+    }
+
+    /// Conv or ConvTranspose (weights with spatial kernel axes), as opposed to Gemm and MatMul.
+    pub fn is_convolution(&self) -> bool {
+        self.output_per_group || self.input_per_group
+    }
+}
+
+/// How a channel index on an op's data input maps to its output (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelFlow {
+    /// A weighted layer: output channels are its own, input channels are consumed (see [`WeightAxes`]).
+    Layer,
+    /// The channel passes through unchanged (unary element-wise, pooling, Resize, Pad of spatial axes).
+    Keep,
+    /// Passes through; the inputs at these positions hold one parameter per channel
+    /// (BatchNormalization's scale, bias, mean, variance; InstanceNormalization's scale and bias).
+    KeepWithParams(&'static [usize]),
+    /// Element-wise with broadcasting: channels pass through where the other operands are
+    /// per-channel or scalar (residual Add, squeeze-excitation Mul).
+    Broadcast,
+    /// Concatenation: along axis 1 channel `c` of input `i` is output channel `offset_i + c`.
+    Concat,
+    /// Flatten (or Reshape) to features: channel `c` becomes the block `c·H·W .. (c+1)·H·W`.
+    Flatten,
+    /// The channel cannot be followed through this op.
+    Blocked(&'static str),
+}
+
+/// How channels flow through `node` (the module table).
+pub fn channel_flow(node: &Node) -> ChannelFlow {
+    if !node.domain().is_empty() {
+        return ChannelFlow::Blocked("an op of a custom domain");
+    }
+    match node.op_type() {
+        op if LAYER_OPS.contains(&op) => ChannelFlow::Layer,
+        "Relu" | "LeakyRelu" | "PRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Gelu"
+        | "Softplus" | "Mish" | "Identity" | "Dropout" | "Abs" | "Neg" | "Exp" | "Sqrt" | "Cast" | "MaxPool" | "AveragePool" | "LpPool"
+        | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" | "Resize" | "Upsample" => ChannelFlow::Keep,
+        "BatchNormalization" => ChannelFlow::KeepWithParams(&[1, 2, 3, 4]),
+        "InstanceNormalization" => ChannelFlow::KeepWithParams(&[1, 2]),
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Where" => ChannelFlow::Broadcast,
+        "Concat" => ChannelFlow::Concat,
+        "Flatten" => ChannelFlow::Flatten,
+        "Reshape" | "Transpose" => ChannelFlow::Blocked("a reshape or permutation (followed only when it is proven to be a flatten)"),
+        "Shape" | "Size" => ChannelFlow::Blocked("it computes a shape"),
+        _ => ChannelFlow::Blocked("no channel rule for this op"),
+    }
+}
