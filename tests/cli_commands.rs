@@ -40,10 +40,7 @@ const SHARED: [(&str, &str, &str); 3] = [
 
 #[test]
 fn inspect_json_on_shared_models() {
-    let Some(dir) = whittle_tests::shared_dir() else {
-        eprintln!("SKIPPED: ../shared/models is not present");
-        return;
-    };
+    let Some(dir) = whittle_tests::shared_dir() else { return };
     for (file, input, out_shape) in SHARED {
         let path = dir.join("models").join(file);
         let run = ok(&["inspect", path.to_str().unwrap(), "--input", input, "--json"]);
@@ -95,10 +92,8 @@ fn dump_and_diff() {
 #[test]
 fn convert_round_trips_through_external_data() {
     let dir = tempfile::tempdir().unwrap();
-    let models: Vec<std::path::PathBuf> = match whittle_tests::shared_models() {
-        Some(m) => m,
-        None => vec![whittle_tests::testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx")],
-    };
+    let mut models = vec![whittle_tests::testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx")];
+    models.extend(whittle_tests::shared_models().unwrap_or_default());
     for src in models {
         let s = src.to_str().unwrap();
         let ext = dir.path().join("ext.onnx");

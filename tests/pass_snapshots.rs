@@ -6,25 +6,9 @@ use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::text::{TensorDigest, TextOptions, diff_text, model_text};
 use whittle_graph::{DataType, Model, Tensor, ValueId};
 use whittle_passes::{PassContext, lookup};
-use whittle_runner::data::{Distribution, InputSet};
 use whittle_runner::manager::StepRecord;
-use whittle_runner::verify::{load_model, run_all};
 
-/// Deterministic pseudo-random weights in [-1, 1).
-fn weights(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn constant(b: &mut GraphBuilder, name: &str, dims: &[i64], seed: u64) -> ValueId {
-    let n = dims.iter().product::<i64>() as usize;
-    b.constant(name, Tensor::from_f32(name, dims, &weights(n, seed)))
-}
+use whittle_tests::numeric::{assert_same_outputs, constant};
 
 fn text(m: &Model) -> String {
     model_text(m, &TextOptions { tensors: TensorDigest::Stats, ..Default::default() })
@@ -40,23 +24,6 @@ fn apply(model: &Model, pass: &str, input: (&str, &[i64])) -> (Model, String, St
     let record = whittle_tests::run_pass(&mut candidate, pass, &shapes);
     let diff = diff_text(&text(&before), &text(&candidate), "before", "after");
     (candidate, diff, record)
-}
-
-/// Both models give the same outputs (to `tol` of the output magnitude) on random inputs.
-fn assert_same_outputs(a: &Model, b: &Model, input: (&str, &[i64]), tol: f32) {
-    let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect::<Vec<_>>())];
-    let ra = load_model(&whittle_graph::encode_for_runtime(a), &shapes).unwrap();
-    let rb = load_model(&whittle_graph::encode_for_runtime(b), &shapes).unwrap();
-    let data = InputSet::random(&shapes, 3, Distribution::Normal { mean: 0.0, std: 1.0 }, 7).unwrap();
-    let (oa, ob) = (run_all(&ra, &data).unwrap(), run_all(&rb, &data).unwrap());
-    for (sa, sb) in oa.iter().zip(&ob) {
-        for (x, y) in sa.iter().zip(sb) {
-            assert_eq!(x.shape(), y.shape());
-            let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-            let err = x.iter().zip(y.iter()).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            assert!(err <= tol * scale, "max abs error {err} above {tol} x {scale}");
-        }
-    }
 }
 
 fn conv_bn_model(shared_weight: bool, training: bool) -> Model {

@@ -2,8 +2,6 @@
 //! opset-dependent forms, the run-time shape arithmetic of real exports, errors, unknown ops, and
 //! the three PP-OCR models of `shared/models` (every value must get a full shape and dtype).
 
-use std::path::Path;
-
 use whittle_graph::builder::{GraphBuilder, attr_float, attr_int, attr_ints, attr_string, attr_tensor};
 use whittle_graph::shape::infer::{InferError, InferOptions, InferReport, infer_shapes};
 use whittle_graph::{DataType, Dim, Model, Shape, Tensor, ValueId, load_model, model_to_proto};
@@ -792,14 +790,8 @@ fn rerun_with_other_shapes_overwrites_and_keeps_declarations() {
 
 // ----- the real models -----
 
-fn models_dir() -> Option<&'static Path> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is missing", dir.display());
-        None
-    }
+fn models_dir() -> Option<std::path::PathBuf> {
+    Some(whittle_testenv::shared_dir()?.join("models"))
 }
 
 /// Loads a model, infers with `x` of shape `input`, checks that every value is fully known and

@@ -25,11 +25,17 @@ pub struct PassInfo {
     pub exact: bool,
     pub build: BuildFn,
     params: fn() -> Vec<ParamInfo>,
+    defaults: fn() -> serde_json::Value,
 }
 
 impl PassInfo {
     pub fn params(&self) -> Vec<ParamInfo> {
         (self.params)()
+    }
+
+    /// Every field of the pass's parameters with its default, as JSON (an object).
+    pub fn default_params(&self) -> serde_json::Value {
+        (self.defaults)()
     }
 
     /// The pass with every parameter at its default.
@@ -48,15 +54,19 @@ fn build<P: PassDef>(d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<d
 }
 
 fn params<P: PassDef>() -> Vec<ParamInfo> {
-    let defaults = serde_json::to_value(P::Params::default()).unwrap_or_default();
+    let defaults = defaults::<P>();
     P::PARAMS
         .iter()
         .map(|(name, ty, description)| ParamInfo { name, ty, default: defaults.get(name).cloned().unwrap_or_default(), description })
         .collect()
 }
 
+fn defaults<P: PassDef>() -> serde_json::Value {
+    serde_json::to_value(P::Params::default()).unwrap_or_default()
+}
+
 const fn entry<P: PassDef>() -> PassInfo {
-    PassInfo { name: P::NAME, summary: P::SUMMARY, exact: P::EXACT, build: build::<P>, params: params::<P> }
+    PassInfo { name: P::NAME, summary: P::SUMMARY, exact: P::EXACT, build: build::<P>, params: params::<P>, defaults: defaults::<P> }
 }
 
 macro_rules! declare_passes {

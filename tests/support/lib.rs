@@ -40,3 +40,49 @@ pub fn run_pass(model: &mut Model, pass: &str, input_shapes: &[(String, Vec<i64>
     let outcome = run_passes(model, &[pass], input_shapes).unwrap_or_else(|e| panic!("{e}"));
     outcome.steps.into_iter().next().expect("one step ran")
 }
+
+pub mod numeric {
+    //! Built weights and the numeric check of a rewritten model against its original with tract.
+
+    use whittle_graph::builder::GraphBuilder;
+    use whittle_graph::{Model, Tensor, ValueId};
+    use whittle_runner::data::{Distribution, InputSet};
+    use whittle_runner::verify::{load_model, run_all};
+
+    /// Deterministic pseudo-random weights in [-1, 1).
+    pub fn weights(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// An f32 initializer of these dims with [`weights`].
+    pub fn constant(b: &mut GraphBuilder, name: &str, dims: &[i64], seed: u64) -> ValueId {
+        let n = dims.iter().product::<i64>() as usize;
+        b.constant(name, Tensor::from_f32(name, dims, &weights(n, seed)))
+    }
+
+    /// Every output of both models on three random normal samples, run by tract.
+    pub fn outputs(a: &Model, b: &Model, input: (&str, &[i64])) -> Vec<(ndarray::ArrayD<f32>, ndarray::ArrayD<f32>)> {
+        let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect::<Vec<_>>())];
+        let ra = load_model(&whittle_graph::encode_for_runtime(a), &shapes).unwrap();
+        let rb = load_model(&whittle_graph::encode_for_runtime(b), &shapes).unwrap();
+        let data = InputSet::random(&shapes, 3, Distribution::Normal { mean: 0.0, std: 1.0 }, 7).unwrap();
+        let (oa, ob) = (run_all(&ra, &data).unwrap(), run_all(&rb, &data).unwrap());
+        oa.into_iter().zip(ob).flat_map(|(sa, sb)| sa.into_iter().zip(sb)).collect()
+    }
+
+    /// Both models give the same outputs (to `tol` of the output magnitude) on random inputs.
+    pub fn assert_same_outputs(a: &Model, b: &Model, input: (&str, &[i64]), tol: f32) {
+        for (x, y) in outputs(a, b, input) {
+            assert_eq!(x.shape(), y.shape());
+            let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+            let err = x.iter().zip(y.iter()).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(err <= tol * scale, "max abs error {err} above {tol} x {scale}");
+        }
+    }
+}

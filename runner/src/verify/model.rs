@@ -127,9 +127,15 @@ impl Runnable {
     /// Runs one sample (inputs by name, each with its batch axis of 1) and returns every output
     /// converted to f32, in model order.
     pub fn run(&self, sample: &[(String, Tensor)]) -> Result<Vec<ArrayD<f32>>, VerifyError> {
+        let outputs = self.run_typed(sample)?;
+        outputs.into_iter().zip(&self.output_names).map(|(tensor, name)| to_f32(tensor, name)).collect()
+    }
+
+    /// Runs one sample and returns every output with the element type tract computed it in.
+    pub fn run_typed(&self, sample: &[(String, Tensor)]) -> Result<Vec<Tensor>, VerifyError> {
         let inputs = self.prepare(sample)?;
         let outputs = guarded("running the model", || self.plan.run(inputs))?;
-        outputs.into_iter().zip(&self.output_names).map(|(value, name)| to_f32(value.into_tensor(), name)).collect()
+        Ok(outputs.into_iter().map(|v| v.into_tensor()).collect())
     }
 
     /// Orders and type-checks a sample for the plan. Inputs are matched by name. An element type

@@ -1,0 +1,94 @@
+//! Properties every registered pass must have: its documented parameters are exactly the fields
+//! of its parameters, and running it a second time changes nothing (on built fixtures and on the
+//! default model), through the real pass manager.
+
+use std::collections::BTreeSet;
+
+use whittle_graph::Model;
+use whittle_graph::builder::{GraphBuilder, attr_float, attr_int, attr_ints};
+use whittle_graph::text::{TextOptions, model_text};
+use whittle_graph::{DataType, Tensor};
+use whittle_passes::PASSES;
+use whittle_tests::numeric::constant;
+
+#[test]
+fn documented_parameters_are_the_parameters() {
+    for pass in PASSES {
+        let documented: BTreeSet<&str> = pass.params().iter().map(|p| p.name).collect();
+        let defaults = pass.default_params();
+        let fields: BTreeSet<&str> = defaults.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        assert_eq!(documented, fields, "{}: documented parameters vs fields of its Params", pass.name);
+        assert_eq!(documented.len(), pass.params().len(), "{}: a parameter is documented twice", pass.name);
+    }
+}
+
+/// Fixtures with something for every cleanup pass to do: an old opset, Identity and Dropout,
+/// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a dead branch.
+fn fixtures() -> Vec<(Model, Vec<(String, Vec<i64>)>)> {
+    let mut b = GraphBuilder::new(11);
+    let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
+    let w = constant(&mut b, "w", &[4, 3, 3, 3], 1);
+    let conv = b.node("Conv", &[x, w], &["conv"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+    let [s, bias, mean] = [2, 3, 4].map(|seed| constant(&mut b, &format!("bn{seed}"), &[4], seed));
+    let var = b.constant("var", Tensor::from_f32("var", &[4], &[0.5, 1.0, 2.0, 0.25]));
+    let bn = b.node("BatchNormalization", &[conv, s, bias, mean, var], &["bn"], vec![attr_float("epsilon", 1e-3)])[0];
+    let id = b.node("Identity", &[bn], &["id"], vec![])[0];
+    let scale = constant(&mut b, "scale", &[1, 4, 1, 1], 5);
+    let mul = b.node("Mul", &[id, scale], &["mul"], vec![])[0];
+    let drop = b.node("Dropout", &[mul], &["drop"], vec![])[0];
+    let shape = b.node("Shape", &[drop], &["shape"], vec![])[0];
+    let flat = b.node("Reshape", &[drop, shape], &["same"], vec![])[0];
+    let relu = b.node("Relu", &[flat], &["relu"], vec![])[0];
+    // Opset 11 forms that opset 13 rewrites (axes attribute -> input).
+    let un = b.node("Unsqueeze", &[relu], &["un"], vec![attr_ints("axes", &[0])])[0];
+    let y = b.node("Squeeze", &[un], &["y"], vec![attr_ints("axes", &[0])])[0];
+    let _dead = b.node("Sigmoid", &[x], &["dead"], vec![])[0];
+    b.output(y);
+    let conv_model = b.finish();
+
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 6]);
+    let two = b.constant("two", Tensor::from_i64("two", &[1], &[2]));
+    let minus = b.constant("minus", Tensor::from_i64("minus", &[1], &[-1]));
+    let dims = b.node("Concat", &[two, minus], &["dims"], vec![attr_int("axis", 0)])[0];
+    let r = b.node("Reshape", &[x, dims], &["r"], vec![])[0];
+    let t = b.node("Transpose", &[r], &["t"], vec![attr_ints("perm", &[0, 1])])[0];
+    let c = b.node("Cast", &[t], &["c"], vec![attr_int("to", 1)])[0];
+    b.output(c);
+    let shape_model = b.finish();
+
+    let default_model = whittle_graph::load_model(&whittle_tests::testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx")).unwrap();
+    vec![
+        (conv_model, vec![("x".into(), vec![1, 3, 8, 8])]),
+        (shape_model, vec![("x".into(), vec![1, 6])]),
+        (default_model, vec![("x".into(), vec![1, 3, 48, 192])]),
+    ]
+}
+
+/// Runs `pass` twice on `m`; the second run must apply nothing and leave the text unchanged.
+fn twice(m: &mut Model, pass: &str, shapes: &[(String, Vec<i64>)], what: &str) -> usize {
+    let first = whittle_tests::run_pass(m, pass, shapes);
+    let text = model_text(m, &TextOptions::default());
+    let second = whittle_tests::run_pass(m, pass, shapes);
+    assert_eq!(second.applied, 0, "{what}, {pass}: the second run applied {:?}", second.changes);
+    assert_eq!(model_text(m, &TextOptions::default()), text, "{what}, {pass}: the second run changed the model");
+    first.applied
+}
+
+#[test]
+fn every_pass_run_twice_changes_nothing_the_second_time() {
+    for (k, (model, shapes)) in fixtures().into_iter().enumerate() {
+        // Each pass alone on the fixture.
+        for pass in PASSES {
+            twice(&mut model.clone(), pass.name, &shapes, &format!("fixture {k}"));
+        }
+        // Each pass on what the passes before it left (the cleanup order), where each has work.
+        let mut m = model.clone();
+        for pass in PASSES {
+            let applied = twice(&mut m, pass.name, &shapes, &format!("fixture {k} in sequence"));
+            if k == 0 {
+                assert!(applied > 0, "fixture 0 gives {} something to do", pass.name);
+            }
+        }
+    }
+}
