@@ -22,9 +22,12 @@ fn documented_parameters_are_the_parameters() {
     }
 }
 
+/// Input shapes by name.
+type InputShapes = Vec<(String, Vec<i64>)>;
+
 /// Fixtures with something for every cleanup pass to do: an old opset, Identity and Dropout,
 /// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a dead branch.
-fn fixtures() -> Vec<(Model, Vec<(String, Vec<i64>)>)> {
+fn fixtures() -> Vec<(Model, InputShapes)> {
     let mut b = GraphBuilder::new(11);
     let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
     let w = constant(&mut b, "w", &[4, 3, 3, 3], 1);

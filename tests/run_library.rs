@@ -43,9 +43,6 @@ fn library_run_passes_and_reports() {
 /// Scales the first large float constant by 1.01: claims to be exact, is not.
 struct Perturb;
 impl Pass for Perturb {
-    fn name(&self) -> &'static str {
-        "perturb"
-    }
     fn run(&self, model: &mut Model, _: &PassContext) -> Result<PassReport, PassError> {
         let g = &mut model.graph;
         let id = g
@@ -63,9 +60,6 @@ impl Pass for Perturb {
 /// Removes the first operation, leaving its readers dangling.
 struct Break;
 impl Pass for Break {
-    fn name(&self) -> &'static str {
-        "break"
-    }
     fn run(&self, model: &mut Model, _: &PassContext) -> Result<PassReport, PassError> {
         let first = model.graph.topo_order().map_err(|_| PassError("cycle".into()))?[0];
         model.graph.remove_node(first);
@@ -76,9 +70,6 @@ impl Pass for Break {
 /// Fails outright.
 struct Refuse;
 impl Pass for Refuse {
-    fn name(&self) -> &'static str {
-        "refuse"
-    }
     fn run(&self, _: &mut Model, _: &PassContext) -> Result<PassReport, PassError> {
         Err(PassError("this model is not supported".into()))
     }
@@ -87,9 +78,6 @@ impl Pass for Refuse {
 /// Renames every Conv to an op tract does not know: valid IR, but tract cannot run it.
 struct Unknown;
 impl Pass for Unknown {
-    fn name(&self) -> &'static str {
-        "unknown_op"
-    }
     fn run(&self, model: &mut Model, _: &PassContext) -> Result<PassReport, PassError> {
         let ids: Vec<_> = model.graph.node_ids();
         for id in ids {

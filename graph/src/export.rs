@@ -398,3 +398,11 @@ pub fn encode_model(model: &Model) -> Vec<u8> {
     write_model_streaming(model_to_proto(model), &mut out).expect("writing to a Vec cannot fail");
     out
 }
+
+/// Structural equality through the exported proto (what the graph means in ONNX). Defined here,
+/// beside the export it relies on, so that the IR module does not depend on the exporter.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Self) -> bool {
+        graph_to_proto(self) == graph_to_proto(other)
+    }
+}

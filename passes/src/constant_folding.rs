@@ -106,10 +106,6 @@ impl ConstantFolding {
 }
 
 impl Pass for ConstantFolding {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         let mut folded_shapes = false;

@@ -25,10 +25,6 @@ impl PassDef for DeadCode {
 }
 
 impl Pass for DeadCode {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let g = &mut model.graph;
         let mut report = PassReport::default();

@@ -66,10 +66,6 @@ fn fold_bn(g: &Graph, bn: NodeId) -> Result<Patch, String> {
 }
 
 impl Pass for FoldBatchnorm {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
     fn run(&self, model: &mut whittle_graph::Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         rewrite_nodes(&mut model.graph, &mut report, |g, id| match g.node(id) {

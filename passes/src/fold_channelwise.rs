@@ -94,10 +94,6 @@ fn match_node(g: &Graph, id: NodeId) -> Result<Option<Fold>, String> {
 }
 
 impl Pass for FoldChannelwise {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         // Folding one node can make the next one foldable (conv → Mul → Add): the driver's

@@ -276,10 +276,6 @@ impl OpsetConversion {
 }
 
 impl Pass for OpsetConversion {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let target = self.0.target;
         if !(MIN_TARGET..=MAX_TARGET).contains(&target) {

@@ -56,13 +56,12 @@ pub struct PassError(pub String);
 
 /// A configured graph transformation.
 pub trait Pass {
-    /// The registry name (also the YAML key and the file name).
-    fn name(&self) -> &'static str;
     fn run(&self, model: &mut Model, ctx: &PassContext) -> Result<PassReport, PassError>;
 }
 
 /// Static facts about a pass type, used by the registry.
 pub trait PassDef: Pass + Sized + 'static {
+    /// The registry name (also the YAML key and the file name).
     const NAME: &'static str;
     /// One line for `whittle passes`.
     const SUMMARY: &'static str;

@@ -92,10 +92,6 @@ fn bypass_patch(g: &Graph, id: NodeId) -> Option<Patch> {
 }
 
 impl Pass for RemoveNoops {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         rewrite_nodes(&mut model.graph, &mut report, |g, id| {

@@ -170,6 +170,7 @@ pub fn render_text(r: &Report) -> String {
         }
     }
 
+    changes(&mut s, &r.steps);
     declined(&mut s, &r.steps);
     for n in &r.notes {
         let _ = writeln!(s, "note: {n}");
@@ -205,6 +206,26 @@ fn steps_table(s: &mut String, original: &ModelFigures, steps: &[StepRecord]) {
         };
         let rest = format!("{:>10.1}{:>8}{:>9}  {check}", st.wall_ms, st.applied, st.declined.len());
         line(s, &format!("{:>3} {}", st.index, st.pass), &st.after, &rest);
+    }
+}
+
+/// What each step changed, the first few lines per step (all of them are in the JSON report).
+fn changes(s: &mut String, steps: &[StepRecord]) {
+    const SHOWN: usize = 5;
+    let mut any = false;
+    for st in steps.iter().filter(|st| !st.changes.is_empty()) {
+        if !any {
+            let _ = writeln!(
+                s,
+                "
+applied"
+            );
+            any = true;
+        }
+        let more = st.changes.len().saturating_sub(SHOWN);
+        let tail = if more > 0 { format!("; ... and {more} more") } else { String::new() };
+        let shown: Vec<&str> = st.changes.iter().take(SHOWN).map(String::as_str).collect();
+        let _ = writeln!(s, "  step {} {}: {}{tail}", st.index, st.pass, shown.join("; "));
     }
 }
 

@@ -5,8 +5,7 @@ use ndarray::ArrayD;
 
 use crate::data::InputSet;
 use crate::manager::Differential;
-use crate::verify::metrics::FidelityAccumulator;
-use crate::verify::{Runnable, load_model, run_all};
+use crate::verify::{CompareOptions, Runnable, load_model, run_all};
 
 /// Runs `model_bytes` on the first `reference.len()` samples of `data` and compares with
 /// `reference` (the original's outputs on those samples).
@@ -49,31 +48,18 @@ pub fn check(
     }
 }
 
-/// (worst relative max error, its output, lowest SQNR) over outputs.
+/// (worst relative max error, its output, lowest SQNR) over outputs, from the runner's one
+/// output comparison ([`crate::verify::compare`]).
 pub fn compare(reference: &[Vec<ArrayD<f32>>], candidate: &[Vec<ArrayD<f32>>], names: &[String]) -> Result<(f64, String, f64), String> {
+    let cmp = crate::verify::compare(reference, candidate, names, None, &CompareOptions::default()).map_err(|e| e.to_string())?;
     let mut worst = (0.0f64, String::new());
     let mut min_sqnr = f64::INFINITY;
-    for (o, name) in names.iter().enumerate() {
-        let (mut max_ref, mut max_err) = (0.0f64, 0.0f64);
-        let mut acc = FidelityAccumulator::default();
-        for (r, c) in reference.iter().zip(candidate) {
-            let (Some(r), Some(c)) = (r.get(o), c.get(o)) else { return Err(format!("output `{name}` is missing")) };
-            if r.shape() != c.shape() {
-                return Err(format!("output `{name}`: shape {:?} became {:?}", r.shape(), c.shape()));
-            }
-            for (&a, &b) in r.iter().zip(c.iter()) {
-                max_ref = max_ref.max(f64::from(a).abs());
-                let e = (f64::from(a) - f64::from(b)).abs();
-                max_err = if e.is_nan() { f64::NAN } else { max_err.max(e) };
-            }
-            let (rv, cv): (Vec<f32>, Vec<f32>) = (r.iter().copied().collect(), c.iter().copied().collect());
-            acc.add(&rv, &cv);
-        }
-        let relative = if max_ref > 0.0 { max_err / max_ref } else { max_err };
+    for out in &cmp.outputs {
+        let relative = out.fidelity.relative_max_error();
         if relative.is_nan() || relative > worst.0 || worst.1.is_empty() {
-            worst = (relative, name.clone());
+            worst = (relative, out.name.clone());
         }
-        min_sqnr = min_sqnr.min(acc.sqnr_db());
+        min_sqnr = min_sqnr.min(out.fidelity.sqnr_db);
     }
     Ok((worst.0, worst.1, min_sqnr))
 }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use ndarray::ArrayD;
 use serde::Serialize;
 
+use super::latency::median;
 use super::metrics::{
     Agreement, Charset, Fidelity, FidelityAccumulator, LabeledAccuracy, MaskIou, argmax, argmax_agreement, ctc_greedy_decode,
     exact_string_accuracy, labeled_accuracy, mask_iou, sequence_agreement, top1_agreement, topk_agreement,
@@ -136,7 +137,7 @@ pub fn compare(
             name: name.clone(),
             shape: shape.clone(),
             fidelity: acc.finish(),
-            sqnr_db_sample_median: median(per_sample_sqnr),
+            sqnr_db_sample_median: median(&per_sample_sqnr),
             top1_agreement: None,
             top_k: None,
             topk_agreement: None,
@@ -254,15 +255,6 @@ fn resolve_axis(axis: isize, rank: usize) -> Option<usize> {
     usize::try_from(a).ok().filter(|&a| a < rank)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
-}
-
 fn ctc(
     refs: &[&ArrayD<f32>],
     cands: &[&ArrayD<f32>],
@@ -368,7 +360,8 @@ mod tests {
 
     #[test]
     fn median_of_even_and_infinite() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
-        assert_eq!(median(vec![f64::INFINITY, 5.0, f64::INFINITY]), f64::INFINITY);
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+        assert_eq!(median(&[f64::INFINITY, 5.0, f64::INFINITY]), f64::INFINITY);
+        assert!(median(&[]).is_nan());
     }
 }

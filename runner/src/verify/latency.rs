@@ -172,12 +172,17 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
             let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
             let (below, frac) = (pos.floor() as usize, pos.fract());
             let above = (below + 1).min(n - 1);
+            // Exact order statistics need no interpolation (and stay right for infinities).
+            if frac == 0.0 || sorted[above] == sorted[below] {
+                return sorted[below];
+            }
             sorted[below] + (sorted[above] - sorted[below]) * frac
         }
     }
 }
 
-fn median(values: &[f64]) -> f64 {
+/// The median of unsorted values (NaN for none): the one median of the runner.
+pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     percentile(&sorted, 0.5)

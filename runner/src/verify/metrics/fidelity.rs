@@ -13,6 +13,9 @@ pub struct Fidelity {
     /// max |ref - cand|; NaN if any value is NaN.
     #[serde(serialize_with = "json::finite_or_null")]
     pub max_abs_error: f64,
+    /// max |ref|: the output's magnitude, what `max_abs_error` is relative to.
+    #[serde(serialize_with = "json::finite_or_null")]
+    pub max_abs_reference: f64,
     /// mean |ref - cand|.
     #[serde(serialize_with = "json::finite_or_null")]
     pub mean_abs_error: f64,
@@ -44,6 +47,7 @@ pub struct FidelityAccumulator {
     sum_err2: f64,
     sum_abs_err: f64,
     max_abs_err: f64,
+    max_abs_ref: f64,
     non_finite: usize,
 }
 
@@ -63,6 +67,7 @@ impl FidelityAccumulator {
             self.sum_err2 += err * err;
             self.sum_abs_err += err;
             self.max_abs_err = nan_max(self.max_abs_err, err);
+            self.max_abs_ref = self.max_abs_ref.max(r.abs());
         }
         self.elements += reference.len();
     }
@@ -76,6 +81,7 @@ impl FidelityAccumulator {
         self.sum_err2 += other.sum_err2;
         self.sum_abs_err += other.sum_abs_err;
         self.max_abs_err = nan_max(self.max_abs_err, other.max_abs_err);
+        self.max_abs_ref = self.max_abs_ref.max(other.max_abs_ref);
         self.non_finite += other.non_finite;
     }
 
@@ -97,12 +103,20 @@ impl FidelityAccumulator {
         Fidelity {
             elements: self.elements,
             max_abs_error: self.max_abs_err,
+            max_abs_reference: self.max_abs_ref,
             mean_abs_error: if self.elements == 0 { 0.0 } else { self.sum_abs_err / self.elements as f64 },
             cosine_similarity: cosine,
             sqnr_db: self.sqnr_db(),
             exact_match: self.non_finite == 0 && self.sum_err2 == 0.0,
             non_finite: self.non_finite,
         }
+    }
+}
+
+impl Fidelity {
+    /// `max_abs_error / max_abs_reference` (the absolute error when the reference is all zeros).
+    pub fn relative_max_error(&self) -> f64 {
+        if self.max_abs_reference > 0.0 { self.max_abs_error / self.max_abs_reference } else { self.max_abs_error }
     }
 }
 
