@@ -32,7 +32,12 @@ fn missing<T>(var: &str, reason: &str) -> Option<T> {
 
 /// `../shared` beside the repository, with its `models` and `data` folders.
 pub fn shared_dir() -> Option<PathBuf> {
-    let dir = repo_root().join("../shared");
+    shared_dir_at(&repo_root().join("../shared"))
+}
+
+/// [`shared_dir`] for a given folder.
+pub fn shared_dir_at(dir: &Path) -> Option<PathBuf> {
+    let dir = dir.to_path_buf();
     if dir.join("models").is_dir() && dir.join("data").is_dir() {
         return Some(dir.canonicalize().unwrap_or(dir));
     }
@@ -64,4 +69,26 @@ pub fn peer_python() -> Option<PathBuf> {
             python.display()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test of this crate that touches the environment (tests of one binary share it).
+    #[test]
+    fn a_missing_folder_skips_unless_required() {
+        let nowhere = Path::new("/nonexistent/whittle-shared");
+        // SAFETY: no other test of this binary reads or writes the environment.
+        unsafe { std::env::remove_var(REQUIRE_SHARED) };
+        assert_eq!(shared_dir_at(nowhere), None);
+        unsafe { std::env::set_var(REQUIRE_SHARED, "0") };
+        assert_eq!(shared_dir_at(nowhere), None, "0 means not required");
+        unsafe { std::env::set_var(REQUIRE_SHARED, "1") };
+        let failed = std::panic::catch_unwind(|| shared_dir_at(nowhere));
+        unsafe { std::env::remove_var(REQUIRE_SHARED) };
+        let message = failed.expect_err("required and missing must fail");
+        let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(text.contains("/nonexistent/whittle-shared") && text.contains(REQUIRE_SHARED), "{text}");
+    }
 }
