@@ -162,23 +162,16 @@ fn replace_with_constants(model: &mut Model, id: NodeId, tensors: Vec<Tensor>) {
 /// Declares the graph inputs with the concrete shapes the folds assumed.
 fn pin_input_shapes(model: &mut Model, report: &mut PassReport) {
     let g = &mut model.graph;
-    let pins: Vec<(usize, whittle_graph::Shape)> = g
-        .input_infos()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (v, _))| {
-            let shape = g.value(*v).shape.clone()?;
-            (g.value(*v).constant().is_none() && shape.concrete().is_some()).then_some((i, shape))
+    let pins: Vec<(ValueId, whittle_graph::Shape, whittle_graph::DataType)> = g
+        .runtime_inputs()
+        .filter_map(|v| {
+            let value = g.value(v);
+            let shape = value.shape.clone().filter(|s| s.concrete().is_some())?;
+            Some((v, shape, value.dtype.unwrap_or(whittle_graph::DataType::Float)))
         })
         .collect();
-    for (i, shape) in pins {
-        let (v, info) = &mut g.input_infos_mut()[i];
-        let v = *v;
-        if let Some(whittle_graph::onnx::TypeProto { value: Some(whittle_graph::onnx::type_proto::Value::TensorType(t)), .. }) =
-            info.r#type.as_mut()
-            && t.shape.as_ref().map(whittle_graph::Shape::from_proto).as_ref() != Some(&shape)
-        {
-            t.shape = Some(shape.to_proto());
+    for (v, shape, dtype) in pins {
+        if g.set_input_shape(v, &shape, dtype) {
             report.notes.push(format!("input '{}' pinned to {shape}: Shape computations were folded for it", g.value(v).name));
         }
     }
