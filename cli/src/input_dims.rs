@@ -1,10 +1,14 @@
-//! Parsing `--input NAME=DIMS` (e.g. `x=1,3,640,640`).
+//! Parsing `--input NAME=DIMS` (e.g. `x=1,3,640,640`; `sr=scalar` or `sr=` for a scalar input).
 
-/// One `NAME=D1,D2,...` argument.
+/// One `NAME=D1,D2,...` argument (`NAME=scalar`, `NAME=` or `NAME=[]`: a scalar).
 pub fn parse_input_dims(s: &str) -> Result<(String, Vec<i64>), String> {
-    let (name, dims) = s.split_once('=').ok_or_else(|| format!("'{s}': expected NAME=D1,D2,... (e.g. x=1,3,224,224)"))?;
+    let (name, dims) = s.rsplit_once('=').ok_or_else(|| format!("'{s}': expected NAME=D1,D2,... (e.g. x=1,3,224,224; sr=scalar)"))?;
     if name.is_empty() {
         return Err(format!("'{s}': the input name is empty"));
+    }
+    let dims = dims.trim().trim_start_matches('[').trim_end_matches(']');
+    if dims.is_empty() || dims == "scalar" {
+        return Ok((name.to_string(), Vec::new()));
     }
     let dims = dims
         .split(',')
@@ -27,5 +31,8 @@ mod tests {
         assert!(parse_input_dims("x=1,-3").is_err());
         assert!(parse_input_dims("=1").is_err());
         assert!(parse_input_dims("x=1,,2").is_err());
+        assert_eq!(parse_input_dims("sr=scalar"), Ok(("sr".into(), vec![])));
+        assert_eq!(parse_input_dims("sr="), Ok(("sr".into(), vec![])));
+        assert_eq!(parse_input_dims("state=[2,1,128]"), Ok(("state".into(), vec![2, 1, 128])));
     }
 }

@@ -22,7 +22,7 @@ fn cls_model_bytes(shared: &std::path::Path) -> Vec<u8> {
 
 /// The first `n` cls eval samples, with their labels.
 fn cls_eval(shared: &std::path::Path, n: usize) -> InputSet {
-    let set = InputSet::from_npz(shared.join("data/ocr_cls_eval.npz")).unwrap();
+    let mut set = InputSet::from_npz(shared.join("data/ocr_cls_eval.npz")).unwrap();
     set.check_shapes(&cls_shape()).unwrap();
     set.take(n).unwrap()
 }
@@ -56,9 +56,11 @@ fn cls_model_against_itself_is_exact() {
 /// answer, and every metric has to show it.
 fn rotate_180(set: &InputSet) -> InputSet {
     let x = set.input("x").unwrap();
+    // [sample, 1, C, H, W] after check_shapes: flip H and W.
     let mut a = x.to_plain_array_view::<f32>().unwrap().to_owned();
-    a.invert_axis(ndarray::Axis(2));
-    a.invert_axis(ndarray::Axis(3));
+    let rank = a.ndim();
+    a.invert_axis(ndarray::Axis(rank - 2));
+    a.invert_axis(ndarray::Axis(rank - 1));
     let a = a.as_standard_layout().into_owned();
     InputSet::new("rotated", vec![("x".into(), Tensor::from(a))], set.labels().cloned()).unwrap()
 }
@@ -141,7 +143,8 @@ fn rec_model_decodes_labels_with_its_charset() {
     let shape = vec![("x".to_string(), vec![1, 3, 48, 320])];
     let model = load_model(&bytes, &shape).unwrap();
     let charset = Charset::from_character_list(model.metadata("character").unwrap());
-    let data = InputSet::from_npz(shared.join("data/ocr_rec_eval.npz")).unwrap().take(6).unwrap();
+    let mut data = InputSet::from_npz(shared.join("data/ocr_rec_eval.npz")).unwrap().take(6).unwrap();
+    data.check_shapes(&[("x".into(), vec![1, 3, 48, 320])]).unwrap();
     assert!(matches!(data.labels(), Some(Labels::Text(_))));
     let opts = CompareOptions { ctc: true, ..CompareOptions::default() };
     let cmp = compare_models(&model, &model, &data, &opts).unwrap();

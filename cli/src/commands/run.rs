@@ -16,10 +16,15 @@ use crate::input_dims::parse_input_dims;
 pub struct Args {
     /// The pipeline file (YAML; see docs/pipeline-format.md).
     pipeline: PathBuf,
-    /// Use this model instead of the pipeline's `model`.
+    /// Use the pipeline as a recipe for this model: the file's inputs, data and export paths no
+    /// longer apply (give --input, --eval, --calibration, --out for it; docs/pipeline-format.md).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Concrete input shape, replacing the pipeline's (repeatable): NAME=D1,D2,...
+    /// Override any key of the pipeline (repeatable), the value parsed as YAML:
+    /// verify.min_sqnr_db=70, steps.3.constant_folding.max_growth_bytes=65536.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Concrete input shape, replacing the pipeline's (repeatable): NAME=D1,D2,... (NAME=scalar for a scalar)
     #[arg(long = "input", value_parser = parse_input_dims)]
     inputs: Vec<(String, Vec<i64>)>,
     /// Calibration data: an .npz or .npy file, a folder of images, or random[:SEED].
@@ -58,7 +63,7 @@ fn invalid(e: PipelineError) -> CliError {
 }
 
 pub fn run(args: &Args) -> CliResult {
-    let mut pipeline = Pipeline::load(&args.pipeline).map_err(invalid)?;
+    let mut pipeline = Pipeline::load_with_sets(&args.pipeline, &args.sets).map_err(invalid)?;
     let overrides = Overrides {
         model: args.model.clone(),
         inputs: args.inputs.clone(),

@@ -36,15 +36,15 @@ pub enum DataError {
 
     /// One sample of an input does not have the shape the model declares.
     #[error(
-        "{file}: input `{input}` has per-sample shape {found:?} (with batch: {:?}), the model declares {expected:?}",
-        std::iter::once(1).chain(found.iter().copied()).collect::<Vec<_>>()
+        "{file}: input `{input}`: each sample (axis 0 of the array is the sample axis) has shape {found:?}, the model's input has shape {expected:?}{}",
+        if expected.first() == Some(&1) { format!(" (an array of shape [N, {}] is accepted too)", expected[1..].iter().map(usize::to_string).collect::<Vec<_>>().join(", ")) } else { String::new() }
     )]
     ShapeMismatch {
         file: String,
         input: String,
-        /// The declared full input shape, batch axis (1) included.
+        /// The model input's full shape.
         expected: Vec<usize>,
-        /// The per-sample shape found (without the batch axis).
+        /// The shape of one sample in the array (its shape without axis 0).
         found: Vec<usize>,
     },
 

@@ -217,8 +217,9 @@ mod tests {
     fn nhwc_bgr_layout() {
         let dir = tempfile::tempdir().unwrap();
         save(&dir.path().join("one.jpg"), [255, 0, 0]);
-        let set = InputSet::from_image_dir(dir.path(), "img", &opts(ImageLayout::Nhwc, ChannelOrder::Bgr)).unwrap();
+        let mut set = InputSet::from_image_dir(dir.path(), "img", &opts(ImageLayout::Nhwc, ChannelOrder::Bgr)).unwrap();
         assert_eq!(set.labels(), None);
+        set.check_shapes(&[("img".into(), vec![1, 2, 3, 3])]).unwrap();
         let s = set.sample(0).unwrap().remove(0).1;
         assert_eq!(s.shape(), &[1, 2, 3, 3]);
         let v = values::<f32>(&s);

@@ -8,8 +8,14 @@
 //! - a folder of images ([`InputSet::from_image_dir`], layout in [`images`]);
 //! - a seeded random generator ([`InputSet::random`]).
 //!
-//! Declared input shapes ([`InputShape`]) are full model input shapes whose axis 0 is the batch
-//! axis, of size 1: a sample is fed to the model as `[1, ...per-sample shape]`.
+//! Declared input shapes ([`InputShape`]) are full model input shapes, of any rank (scalars
+//! included): whittle runs the model on one sample at a time, and a sample is one value of every
+//! input in its full shape. A data array's axis 0 is the sample axis and the rest is the input's
+//! full shape (`[N, 2, 1, 128]` for a recurrent state of shape `[2, 1, 128]`, `[N]` for a scalar).
+//! For an input whose first axis is a batch axis of 1, the array may also leave that axis out
+//! (`[N, 3, 48, 192]` for an input `[1, 3, 48, 192]`): the samples are then stacked along the
+//! batch axis, as most datasets store them. [`InputSet::check_shapes`] brings both forms to the
+//! first.
 
 mod error;
 pub mod images;
@@ -24,7 +30,8 @@ pub use tract_onnx::prelude::{DatumType, Tensor};
 
 use std::collections::HashSet;
 
-/// A model input's name and its full shape, batch axis (1) first, e.g. `("x", [1, 3, 48, 192])`.
+/// A model input's name and its full shape, e.g. `("x", [1, 3, 48, 192])`, `("state", [2, 1, 128])`,
+/// `("sr", [])`.
 pub type InputShape = (String, Vec<usize>);
 
 /// Ground-truth labels, one per sample.
@@ -148,7 +155,8 @@ impl InputSet {
         self.labels.as_ref()
     }
 
-    /// Sample `index` of every input, each with a leading batch axis of 1.
+    /// Sample `index` of every input: the array's slice at `index` of axis 0 (after
+    /// [`InputSet::check_shapes`], the input's full shape).
     pub fn sample(&self, index: usize) -> Result<Vec<(String, Tensor)>, DataError> {
         if index >= self.len {
             return Err(DataError::SampleOutOfRange { file: self.origin.clone(), index, len: self.len });
@@ -156,10 +164,12 @@ impl InputSet {
         self.inputs
             .iter()
             .map(|(name, t)| {
-                let one = t.slice(0, index, index + 1).map_err(|e| DataError::Format {
+                let what = |e: String| DataError::Format {
                     file: self.origin.clone(),
                     what: format!("input `{name}`: cannot take sample {index}: {e}"),
-                })?;
+                };
+                let one = t.slice(0, index, index + 1).map_err(|e| what(e.to_string()))?;
+                let one = one.into_shape(&t.shape()[1..]).map_err(|e| what(e.to_string()))?;
                 Ok((name.clone(), one))
             })
             .collect()
@@ -185,30 +195,31 @@ impl InputSet {
         Ok(InputSet { origin: self.origin.clone(), inputs, labels: self.labels.as_ref().map(|l| l.truncated(n)), len: n })
     }
 
-    /// Checks the set against the model's declared inputs: every declared input is present, no
-    /// other input is, and each sample has the declared shape minus its batch axis (which must
-    /// be 1). Element types are checked when the model runs (see `verify`).
-    pub fn check_shapes(&self, declared: &[InputShape]) -> Result<(), DataError> {
+    /// Checks the set against the model's declared inputs (full shapes) and brings every array
+    /// to `[samples, ...full input shape]`: every declared input is present, no other input is,
+    /// and each sample has the input's shape (an array may leave out a leading batch axis of 1,
+    /// see the module doc). Element types are checked when the model runs (see `verify`).
+    pub fn check_shapes(&mut self, declared: &[InputShape]) -> Result<(), DataError> {
         let declared_names: Vec<String> = declared.iter().map(|(n, _)| n.clone()).collect();
         if let Some(name) = self.input_names().find(|n| !declared_names.iter().any(|d| d == n)) {
             return Err(DataError::UnexpectedKey { file: self.origin.clone(), key: name.to_string(), expected: declared_names });
         }
         for (name, shape) in declared {
-            let Some(tensor) = self.input(name) else {
-                return Err(DataError::MissingKey {
-                    file: self.origin.clone(),
-                    key: name.clone(),
-                    available: self.input_names().map(str::to_string).collect(),
-                });
+            let available: Vec<String> = self.input_names().map(str::to_string).collect();
+            let Some((_, tensor)) = self.inputs.iter_mut().find(|(n, _)| n == name) else {
+                return Err(DataError::MissingKey { file: self.origin.clone(), key: name.clone(), available });
             };
-            let found = &tensor.shape()[1..];
-            if shape.first() != Some(&1) || &shape[1..] != found {
-                return Err(DataError::ShapeMismatch {
-                    file: self.origin.clone(),
-                    input: name.clone(),
-                    expected: shape.clone(),
-                    found: found.to_vec(),
-                });
+            let found = tensor.shape()[1..].to_vec();
+            let batch_left_out = shape.first() == Some(&1) && shape[1..] == found[..];
+            if found != *shape && !batch_left_out {
+                return Err(DataError::ShapeMismatch { file: self.origin.clone(), input: name.clone(), expected: shape.clone(), found });
+            }
+            if batch_left_out {
+                let full: Vec<usize> = std::iter::once(tensor.shape()[0]).chain(shape.iter().copied()).collect();
+                let t = std::mem::take(tensor);
+                *tensor = t
+                    .into_shape(&full)
+                    .map_err(|e| DataError::Format { file: self.origin.clone(), what: format!("input `{name}`: {e}") })?;
             }
         }
         Ok(())
@@ -290,15 +301,9 @@ pub(crate) mod test_util {
         out
     }
 
-    /// `/work/shared` (located from the crate directory), or `None` with a printed reason.
+    /// `../shared` beside the repository, or `None` with a printed reason (a failure under CI).
     pub(crate) fn shared_dir() -> Option<std::path::PathBuf> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            eprintln!("SKIP: {} not found", dir.display());
-            None
-        }
+        whittle_testenv::shared_dir()
     }
 }
 
@@ -317,6 +322,8 @@ mod tests {
     fn sample_has_batch_axis_and_right_values() {
         let set = InputSet::new("mem", vec![("x".into(), t(&[3, 2]))], None).unwrap();
         assert_eq!(set.len(), 3);
+        let mut set = set;
+        set.check_shapes(&[("x".into(), vec![1, 2])]).unwrap();
         let s = set.sample(1).unwrap();
         assert_eq!(s[0].0, "x");
         assert_eq!(s[0].1.shape(), &[1, 2]);
@@ -348,7 +355,7 @@ mod tests {
 
     #[test]
     fn check_shapes_names_the_problem() {
-        let set = InputSet::new("f.npz", vec![("x".into(), t(&[2, 3, 4]))], None).unwrap();
+        let mut set = InputSet::new("f.npz", vec![("x".into(), t(&[2, 3, 4]))], None).unwrap();
         set.check_shapes(&[("x".into(), vec![1, 3, 4])]).unwrap();
         let err = set.check_shapes(&[("x".into(), vec![1, 3, 5])]).unwrap_err();
         assert!(matches!(err, DataError::ShapeMismatch { .. }));
@@ -357,7 +364,14 @@ mod tests {
         assert!(matches!(err, DataError::UnexpectedKey { ref key, .. } if key == "x"), "{err}");
         let err = set.check_shapes(&[("x".into(), vec![1, 3, 4]), ("y".into(), vec![1])]).unwrap_err();
         assert!(matches!(err, DataError::MissingKey { ref key, .. } if key == "y"), "{err}");
-        // The batch axis must be 1.
+        // A sample of this set is [1, 3, 4] (or [3, 4]), never an input of shape [2, 3, 4]...
         assert!(set.check_shapes(&[("x".into(), vec![2, 3, 4])]).is_err());
+        // ...which takes arrays [N, 2, 3, 4]: axis 0 is the sample, the rest the full shape.
+        let mut state = InputSet::new("f.npz", vec![("s".into(), t(&[5, 2, 3, 4]))], None).unwrap();
+        state.check_shapes(&[("s".into(), vec![2, 3, 4])]).unwrap();
+        assert_eq!(state.sample(4).unwrap()[0].1.shape(), &[2, 3, 4]);
+        let mut scalar = InputSet::new("f.npz", vec![("sr".into(), t(&[5]))], None).unwrap();
+        scalar.check_shapes(&[("sr".into(), vec![])]).unwrap();
+        assert_eq!(scalar.sample(0).unwrap()[0].1.rank(), 0);
     }
 }

@@ -94,6 +94,10 @@ mod tests {
         let set = InputSet::from_npz(&path).unwrap();
         assert_eq!(set.len(), 2);
         assert_eq!(set.labels(), Some(&Labels::Int(vec![7, -1])));
+        // Before the shapes are checked, a sample is the array's slice.
+        assert_eq!(set.sample(1).unwrap()[0].1.shape(), &[3]);
+        let mut set = set;
+        set.check_shapes(&[("x".into(), vec![1, 3])]).unwrap();
         let s = set.sample(1).unwrap();
         assert_eq!(s[0].1.shape(), &[1, 3]);
         assert_eq!(values::<f32>(&s[0].1), vec![3., 4., 5.]);
@@ -135,7 +139,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.npy");
         std::fs::write(&path, npy_bytes("<i8", false, "(2, 1)", &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0])).unwrap();
-        let set = InputSet::from_npy(&path, "ids").unwrap();
+        let mut set = InputSet::from_npy(&path, "ids").unwrap();
         assert_eq!(set.input_names().collect::<Vec<_>>(), vec!["ids"]);
         assert_eq!(values::<i64>(&set.sample(1).unwrap()[0].1), vec![2]);
         set.check_shapes(&[("ids".into(), vec![1, 1])]).unwrap();
@@ -144,7 +148,7 @@ mod tests {
     #[test]
     fn real_cls_eval_set() {
         let Some(shared) = shared_dir() else { return };
-        let set = InputSet::from_npz(shared.join("data/ocr_cls_eval.npz")).unwrap();
+        let mut set = InputSet::from_npz(shared.join("data/ocr_cls_eval.npz")).unwrap();
         assert_eq!(set.len(), 200);
         set.check_shapes(&[("x".into(), vec![1, 3, 48, 192])]).unwrap();
         let Some(Labels::Int(labels)) = set.labels() else { panic!("expected int labels") };
@@ -160,7 +164,7 @@ mod tests {
     #[test]
     fn real_rec_eval_set_has_unicode_labels() {
         let Some(shared) = shared_dir() else { return };
-        let set = InputSet::from_npz(shared.join("data/ocr_rec_eval.npz")).unwrap();
+        let mut set = InputSet::from_npz(shared.join("data/ocr_rec_eval.npz")).unwrap();
         assert_eq!(set.len(), 64);
         set.check_shapes(&[("x".into(), vec![1, 3, 48, 320])]).unwrap();
         let Some(Labels::Text(labels)) = set.labels() else { panic!("expected text labels") };

@@ -9,7 +9,7 @@
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand_distr::{Distribution as _, Normal, Uniform};
-use tract_onnx::prelude::Tensor;
+use tract_onnx::prelude::{DatumType, Tensor};
 
 use super::{DataError, InputSet, InputShape};
 
@@ -30,20 +30,14 @@ impl Default for Distribution {
 }
 
 impl InputSet {
-    /// `samples` random samples for each declared input (full shape, batch axis 1 first), f32,
-    /// from `distribution`, deterministic for `seed`.
+    /// `samples` random samples for each declared input (full shape, any rank), f32, from
+    /// `distribution`, deterministic for `seed`.
     pub fn random(inputs: &[InputShape], samples: usize, distribution: Distribution, seed: u64) -> Result<InputSet, DataError> {
         let origin = format!("random({distribution:?}, seed={seed})");
         let sampler = Sampler::new(distribution)?;
         let mut tensors = Vec::with_capacity(inputs.len());
         for (stream, (name, shape)) in inputs.iter().enumerate() {
-            if shape.first() != Some(&1) {
-                return Err(DataError::InvalidOption {
-                    what: format!("input `{name}`: declared shape {shape:?} must start with a batch axis of 1"),
-                });
-            }
-            let mut full = shape.clone();
-            full[0] = samples;
+            let full: Vec<usize> = std::iter::once(samples).chain(shape.iter().copied()).collect();
             let count: usize = full.iter().product();
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(stream as u64);
@@ -53,6 +47,31 @@ impl InputSet {
             tensors.push((name.clone(), tensor));
         }
         InputSet::new(origin, tensors, None)
+    }
+}
+
+impl InputSet {
+    /// Converts inputs to the element types the model takes (`dtypes` by input name): random
+    /// samples are drawn as f32, and an integer input gets them rounded to the nearest integer,
+    /// a bool input `value != 0`.
+    pub fn into_dtypes(mut self, dtypes: &[(String, DatumType)]) -> Result<InputSet, DataError> {
+        for (name, tensor) in &mut self.inputs {
+            let Some((_, dt)) = dtypes.iter().find(|(n, _)| n == name) else { continue };
+            if tensor.datum_type() == *dt {
+                continue;
+            }
+            let bad = |e: String| DataError::InvalidOption { what: format!("input `{name}`: random samples as {dt:?}: {e}") };
+            let rounded = if dt.is_integer() {
+                let shape = tensor.shape().to_vec();
+                let values: Vec<f32> =
+                    tensor.to_plain_array_view::<f32>().map_err(|e| bad(e.to_string()))?.iter().map(|v| v.round()).collect();
+                Tensor::from_shape(&shape, &values).map_err(|e| bad(e.to_string()))?
+            } else {
+                tensor.clone()
+            };
+            *tensor = rounded.cast_to_dt(*dt).map_err(|e| bad(e.to_string()))?.into_owned();
+        }
+        Ok(self)
     }
 }
 
@@ -103,11 +122,11 @@ mod tests {
     #[test]
     fn same_seed_same_values_other_seed_other_values() {
         let d = Distribution::Uniform { lo: -2.0, hi: 3.0 };
-        let one = InputSet::random(&decl(), 40, d, 7).unwrap();
+        let mut one = InputSet::random(&decl(), 40, d, 7).unwrap();
         let two = InputSet::random(&decl(), 40, d, 7).unwrap();
         let other = InputSet::random(&decl(), 40, d, 8).unwrap();
         assert_eq!(one.len(), 40);
-        assert_eq!(one.input("a").unwrap().shape(), &[40, 2, 50]);
+        assert_eq!(one.input("a").unwrap().shape(), &[40, 1, 2, 50]);
         assert_eq!(values(&one, "a"), values(&two, "a"));
         assert_ne!(values(&one, "a"), values(&other, "a"));
         // Each input has its own stream.
@@ -152,6 +171,18 @@ mod tests {
         assert!(InputSet::random(&d, 2, Distribution::Normal { mean: 0.0, std: -1.0 }, 0).is_err());
         assert!(InputSet::random(&d, 2, Distribution::Normal { mean: f32::NAN, std: 1.0 }, 0).is_err());
         assert!(matches!(InputSet::random(&d, 0, Distribution::default(), 0), Err(DataError::NoSamples { .. })));
-        assert!(InputSet::random(&[("x".into(), vec![2, 3])], 2, Distribution::default(), 0).is_err());
+    }
+
+    #[test]
+    fn any_input_shape_scalars_included() {
+        let decl = vec![("state".to_string(), vec![2, 1, 3]), ("sr".to_string(), vec![])];
+        let mut set = InputSet::random(&decl, 4, Distribution::default(), 0).unwrap();
+        set.check_shapes(&decl).unwrap();
+        let s = set.sample(3).unwrap();
+        assert_eq!(s[0].1.shape(), &[2, 1, 3]);
+        assert_eq!(s[1].1.shape(), &[] as &[usize]);
+        let typed = set.into_dtypes(&[("sr".into(), DatumType::I64)]).unwrap();
+        assert_eq!(typed.input("sr").unwrap().datum_type(), DatumType::I64);
+        assert_eq!(typed.input("state").unwrap().datum_type(), DatumType::F32);
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::locate::Seg;
 use super::spec::{ChannelOrderSpec, DataSpec, DistributionKind, LayoutSpec};
-use crate::data::{ChannelOrder, Distribution, ImageLayout, ImageOptions, InputSet, InputShape};
+use crate::data::{ChannelOrder, DatumType, Distribution, ImageLayout, ImageOptions, InputSet, InputShape};
 
 /// Random samples drawn when a `random` source does not say how many.
 pub const DEFAULT_RANDOM_SAMPLES: usize = 8;
@@ -60,8 +60,9 @@ impl DataSpec {
     }
 }
 
-/// Loads the samples described by `spec` for a model with these inputs (full shapes, batch 1).
-pub fn load(spec: &DataSpec, inputs: &[InputShape]) -> Result<Loaded, SpecError> {
+/// Loads the samples described by `spec` for a model with these inputs (full shapes) taking
+/// these element types (random samples are drawn in them).
+pub fn load(spec: &DataSpec, inputs: &[InputShape], dtypes: &[(String, DatumType)]) -> Result<Loaded, SpecError> {
     let kind = spec.kind().map_err(|m| err("", m))?;
     check_options(spec, kind)?;
     if spec.samples == Some(0) {
@@ -113,11 +114,13 @@ pub fn load(spec: &DataSpec, inputs: &[InputShape]) -> Result<Loaded, SpecError>
                 }
             };
             let n = spec.samples.unwrap_or(DEFAULT_RANDOM_SAMPLES);
-            let set = InputSet::random(inputs, n, distribution, r.seed).map_err(|e| err("random", e.to_string()))?;
+            let set = InputSet::random(inputs, n, distribution, r.seed)
+                .and_then(|set| set.into_dtypes(dtypes))
+                .map_err(|e| err("random", e.to_string()))?;
             (set, Vec::new(), format!("{n} random samples, {distribution:?}, seed {}", r.seed))
         }
     };
-    let set = match spec.samples {
+    let mut set = match spec.samples {
         Some(n) if kind != DataKind::Random => set.take(n).map_err(|e| err("samples", e.to_string()))?,
         _ => set,
     };

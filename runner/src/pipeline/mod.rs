@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod locate;
 mod overrides;
 mod prepare;
+pub mod set;
 pub mod spec;
 pub mod steps;
 
@@ -69,11 +70,20 @@ pub struct Pipeline {
     pub verify: VerifySpec,
     pub output: Option<Setting<PathBuf>>,
     pub report: Option<Setting<PathBuf>>,
+    /// The `--set KEY=VALUE` overrides applied to the file (part of the fingerprint).
+    pub sets: Vec<String>,
 }
 
 impl Pipeline {
     /// Reads and parses a pipeline file.
     pub fn load(path: impl AsRef<Path>) -> Result<Pipeline, PipelineError> {
+        Pipeline::load_with_sets(path, &[])
+    }
+
+    /// Reads a pipeline file, applies `--set KEY=VALUE` overrides to it (see [`set`]), then
+    /// parses and validates the result. Errors in the file point at its lines; errors an
+    /// override causes name the override.
+    pub fn load_with_sets(path: impl AsRef<Path>, sets: &[String]) -> Result<Pipeline, PipelineError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
             file: path.to_path_buf(),
@@ -82,7 +92,71 @@ impl Pipeline {
             did_you_mean: Vec::new(),
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Pipeline::parse(&text, path, &base)
+        let parsed = Pipeline::parse(&text, path, &base)?;
+        if sets.is_empty() {
+            return Ok(parsed);
+        }
+        let flag_error = |flag: &str, message: String| Diagnostic {
+            file: path.to_path_buf(),
+            position: Position::Flag(flag.to_string()),
+            message,
+            did_you_mean: Vec::new(),
+        };
+        let mut overrides = Vec::new();
+        for arg in sets {
+            overrides.push(set::SetOverride::parse(arg).map_err(|m| flag_error(&format!("--set {arg}"), m))?);
+        }
+        let mut doc: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| diagnostic::from_yaml_error(path.to_path_buf(), &e))?;
+        let original = doc.clone();
+        for o in &overrides {
+            o.apply(&mut doc).map_err(|m| flag_error(&o.flag, m))?;
+        }
+        let new_text = serde_norway::to_string(&doc).map_err(|e| flag_error(&overrides[0].flag, e.to_string()))?;
+        let mut pipeline = Pipeline::parse(&new_text, path, &base).map_err(|mut e| {
+            for d in &mut e.diagnostics {
+                // The override whose key the message is about, else the last one.
+                let about = overrides
+                    .iter()
+                    .rev()
+                    .find(|o| {
+                        let p = o.message_path(&original);
+                        let subject = d.message.split(": ").next().unwrap_or("");
+                        subject.starts_with(&p) || p.starts_with(subject)
+                    })
+                    .unwrap_or(&overrides[overrides.len() - 1]);
+                d.position = Position::Flag(about.flag.clone());
+            }
+            e
+        })?;
+        // Locate later errors in the file as written; what an override set points at the flag.
+        pipeline.text = text;
+        for o in &overrides {
+            pipeline.mark_set(o);
+        }
+        pipeline.sets = sets.to_vec();
+        Ok(pipeline)
+    }
+
+    /// Gives the settings an override replaced the override's flag as their origin.
+    fn mark_set(&mut self, o: &set::SetOverride) {
+        let flag = || Origin::Flag(o.flag.clone());
+        let second = o.path.get(1).map(String::as_str);
+        match o.path[0].as_str() {
+            "model" => self.model.iter_mut().for_each(|s| s.origin = flag()),
+            "inputs" => self.inputs.iter_mut().filter(|s| second.is_none_or(|n| n == s.value.0)).for_each(|s| s.origin = flag()),
+            "calibration" => self.calibration.iter_mut().for_each(|s| s.origin = flag()),
+            "evaluation" => self.evaluation.iter_mut().for_each(|s| s.origin = flag()),
+            "export" => {
+                if second.is_none_or(|k| k == "output") {
+                    self.output.iter_mut().for_each(|s| s.origin = flag());
+                }
+                if second.is_none_or(|k| k == "report") {
+                    self.report.iter_mut().for_each(|s| s.origin = flag());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Parses pipeline text. `file` names it in messages; relative paths resolve against
@@ -109,6 +183,7 @@ impl Pipeline {
             verify: parsed.verify,
             output: parsed.export.output.map(|p| Setting::file(resolve(p), &["export", "output"])),
             report: parsed.export.report.map(|p| Setting::file(resolve(p), &["export", "report"])),
+            sets: Vec::new(),
         };
         if let Some(v) = parsed.version
             && v != 1
@@ -138,6 +213,7 @@ impl Pipeline {
             verify: VerifySpec::default(),
             output: None,
             report: None,
+            sets: Vec::new(),
         }
     }
 

@@ -1,5 +1,12 @@
 //! Command-line values that replace the pipeline's per-model settings, so one pipeline file
 //! serves many models.
+//!
+//! The rule (docs/pipeline-format.md): with `--model`, the file is a recipe for that model: the
+//! file's settings that describe its own model (`inputs`, `calibration`, `evaluation`, the
+//! `export` paths) no longer apply unless given again on the command line. Input shapes come from
+//! the `--input` flags (the complete set) or the new model's own concrete shapes; evaluation data
+//! from `--eval`, else seeded random samples; the output from `--out`, else
+//! `out/MODEL.PIPELINE.onnx`. Without `--model`, each flag replaces the one setting it names.
 
 use std::path::PathBuf;
 
@@ -9,8 +16,10 @@ use super::{Diagnostic, Origin, Pipeline, PipelineError, Position, Setting};
 /// Values given on the command line (or by a program), each replacing the pipeline's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
+    /// Another model: the pipeline becomes a recipe for it (see the module doc).
     pub model: Option<PathBuf>,
-    /// `NAME=DIMS`: replaces that input's shape, or adds the input.
+    /// `NAME=DIMS`: replaces that input's shape, or adds the input (with `model`: the complete
+    /// set, the file's `inputs` no longer apply).
     pub inputs: Vec<(String, Vec<i64>)>,
     /// Data source: a path (`.npz`, `.npy`, folder of images) or `random[:SEED]`.
     pub calibration: Option<String>,
@@ -18,6 +27,14 @@ pub struct Overrides {
     /// Also moves the report beside it (`.report.json`) unless `report` is given.
     pub output: Option<PathBuf>,
     pub report: Option<PathBuf>,
+}
+
+/// Where `--model M` writes without `--out`: `out/M.PIPELINE.onnx` in the current folder (the
+/// model's and the pipeline's file stems), never a path the pipeline names for its own model.
+pub fn default_output(model: &std::path::Path, pipeline: &std::path::Path) -> PathBuf {
+    let stem =
+        |p: &std::path::Path, fallback: &str| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| fallback.into());
+    PathBuf::from("out").join(format!("{}.{}.onnx", stem(model, "model"), stem(pipeline, "pipeline")))
 }
 
 /// Parses a data argument: `random`, `random:SEED`, or a path whose kind is told by its
@@ -71,9 +88,19 @@ impl Pipeline {
         let mut errors = Vec::new();
         if let Some(m) = &o.model {
             self.model = Some(Setting { value: m.clone(), origin: Origin::Flag(format!("--model {}", m.display())) });
+            // A recipe for another model: what the file says about its own model goes.
+            self.inputs.clear();
+            self.calibration = None;
+            self.evaluation = None;
+            self.report = None;
+            self.output = Some(Setting { value: default_output(m, &self.file), origin: Origin::Flag(format!("--model {}", m.display())) });
         }
-        for (name, dims) in &o.inputs {
+        for (k, (name, dims)) in o.inputs.iter().enumerate() {
             let flag = format!("--input {name}={}", dims.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+            if o.inputs[..k].iter().any(|(n, _)| n == name) {
+                errors.push(flag_error(flag, format!("input `{name}` is given twice")));
+                continue;
+            }
             let setting = Setting { value: (name.clone(), dims.clone()), origin: Origin::Flag(flag) };
             match self.inputs.iter_mut().find(|s| s.value.0 == *name) {
                 Some(existing) => *existing = setting,

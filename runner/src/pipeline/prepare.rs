@@ -9,7 +9,7 @@ use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use super::data_source::{self, Loaded};
 use super::spec::{DataSpec, RandomSpec};
 use super::{Diagnostic, Origin, Pipeline, PipelineError, Seg, Setting};
-use crate::data::InputShape;
+use crate::data::{DatumType, InputShape};
 
 /// A pipeline's model and data, loaded and checked.
 #[derive(Debug)]
@@ -79,11 +79,16 @@ impl Pipeline {
 
         // Data.
         let shapes = to_usize(&input_shapes);
+        let dtypes: Vec<(String, DatumType)> = model
+            .graph
+            .runtime_inputs()
+            .filter_map(|v| Some((model.graph.value(v).name.clone(), crate::verify::datum_type(model.graph.value(v).dtype?)?)))
+            .collect();
         let evaluation = match &self.evaluation {
-            Some(s) => self.load_data(s, &shapes, &mut errors),
+            Some(s) => self.load_data(s, &shapes, &dtypes, &mut errors),
             None => {
                 let spec = DataSpec { random: Some(RandomSpec::default()), ..DataSpec::default() };
-                let loaded = self.load_data(&Setting { value: spec, origin: Origin::Default }, &shapes, &mut errors);
+                let loaded = self.load_data(&Setting { value: spec, origin: Origin::Default }, &shapes, &dtypes, &mut errors);
                 notes.push(format!(
                     "no evaluation data given: {} seeded random samples (uniform [0, 1)); give real data for meaningful task metrics",
                     data_source::DEFAULT_RANDOM_SAMPLES
@@ -91,7 +96,7 @@ impl Pipeline {
                 loaded
             }
         };
-        let calibration = self.calibration.as_ref().and_then(|s| self.load_data(s, &shapes, &mut errors));
+        let calibration = self.calibration.as_ref().and_then(|s| self.load_data(s, &shapes, &dtypes, &mut errors));
 
         // Outputs.
         let output = self.output.as_ref().map(|s| s.value.clone());
@@ -146,15 +151,10 @@ impl Pipeline {
                     shapes.push((name.clone(), dims.clone()));
                 }
                 None => match shape.as_ref().and_then(|s| s.concrete()) {
-                    Some(dims) if dims.first() == Some(&1) => shapes.push((name.clone(), dims)),
+                    Some(dims) if dims.iter().all(|&d| d > 0) => shapes.push((name.clone(), dims)),
                     _ => {
                         let origin = if self.inputs.is_empty() { model_origin.clone() } else { inputs_origin(self) };
-                        errors.push(self.diagnostic(
-                            &origin,
-                            format!(
-                                "model input `{name}` has shape {shape_text}: give a concrete shape with batch 1 under `inputs:` or with --input {name}=1,..."
-                            ),
-                        ));
+                        errors.push(self.diagnostic(&origin, missing_shape_message(name, shape.as_ref())));
                     }
                 },
             }
@@ -162,8 +162,14 @@ impl Pipeline {
         shapes
     }
 
-    fn load_data(&self, s: &Setting<DataSpec>, shapes: &[InputShape], errors: &mut Vec<Diagnostic>) -> Option<Loaded> {
-        match data_source::load(&s.value, shapes) {
+    fn load_data(
+        &self,
+        s: &Setting<DataSpec>,
+        shapes: &[InputShape],
+        dtypes: &[(String, DatumType)],
+        errors: &mut Vec<Diagnostic>,
+    ) -> Option<Loaded> {
+        match data_source::load(&s.value, shapes, dtypes) {
             Ok(loaded) => Some(loaded),
             Err((sub, message)) => {
                 let origin = match &s.origin {
@@ -185,16 +191,51 @@ fn inputs_origin(p: &Pipeline) -> Origin {
     })
 }
 
-/// Why `dims` cannot be the shape of an input declared as `declared`.
+/// What to say about a model input without a concrete shape: which dimensions have no value,
+/// and the flag to give (known dimensions filled in, a leading symbolic one as 1).
+fn missing_shape_message(name: &str, declared: Option<&whittle_graph::Shape>) -> String {
+    let Some(shape) = declared else {
+        return format!(
+            "model input `{name}` has no declared shape: give it under `inputs:` or with --input {name}=D1,D2,... (--input {name}=scalar for a scalar)"
+        );
+    };
+    let unknown: Vec<String> = shape
+        .0
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.known().is_none_or(|k| k <= 0))
+        .map(|(i, d)| match d {
+            whittle_graph::Dim::Sym(s) => format!("{i} (`{s}`)"),
+            _ => format!("{i}"),
+        })
+        .collect();
+    let example: Vec<String> = shape
+        .0
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d.known().filter(|k| *k > 0) {
+            Some(k) => k.to_string(),
+            None if i == 0 => "1".into(),
+            None => match d {
+                whittle_graph::Dim::Sym(s) => format!("<{s}>"),
+                _ => format!("<d{i}>"),
+            },
+        })
+        .collect();
+    format!(
+        "model input `{name}` has shape {shape}: dimension{} {} {} no value; give a concrete shape under `inputs:` or with --input {name}={}",
+        if unknown.len() == 1 { "" } else { "s" },
+        unknown.join(", "),
+        if unknown.len() == 1 { "has" } else { "have" },
+        example.join(",")
+    )
+}
+
+/// Why `dims` cannot be the shape of an input declared as `declared`. Any rank is fine (a
+/// scalar is `[]`); whittle runs one sample of this full shape at a time.
 fn dims_problem(dims: &[i64], declared: Option<&whittle_graph::Shape>) -> Option<String> {
-    if dims.is_empty() {
-        return Some("the shape is empty".into());
-    }
     if let Some(d) = dims.iter().find(|&&d| d < 1) {
         return Some(format!("dimension {d} in {dims:?} is not a positive integer"));
-    }
-    if dims[0] != 1 {
-        return Some(format!("the first (batch) axis of {dims:?} must be 1: whittle runs one sample at a time"));
     }
     let declared = declared?;
     if declared.rank() != dims.len() {

@@ -432,6 +432,7 @@ fn compute_fingerprint(pipeline: &Pipeline, prep: &Prepared, model_bytes: &[u8],
     let mut f = Fingerprint::new();
     f.add("model", model_bytes);
     f.add("pipeline", pipeline.text.as_bytes());
+    f.add("sets", pipeline.sets.join("\n").as_bytes());
     let strip = |d: Option<&DataSpec>| {
         d.map(|d| {
             let name = |p: &Option<PathBuf>| p.as_ref().map(|p| PathBuf::from(p.file_name().unwrap_or_default()));

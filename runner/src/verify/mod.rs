@@ -18,7 +18,7 @@ mod model;
 
 pub use compare::{CompareOptions, Comparison, CtcComparison, OutputComparison, compare, compare_models};
 pub use latency::{LatencyOptions, LatencyRatio, LatencyReport, LatencyStats, measure_latency};
-pub use model::{ModelInput, Runnable, load_model, run_all};
+pub use model::{ModelInput, Runnable, datum_type, load_model, run_all};
 
 use crate::data::DataError;
 

@@ -38,6 +38,26 @@ pub struct Runnable {
     metadata: BTreeMap<String, String>,
 }
 
+/// tract's element type for one of whittle's (`None` for types tract does not run).
+pub fn datum_type(dt: whittle_graph::DataType) -> Option<DatumType> {
+    use whittle_graph::DataType as D;
+    Some(match dt {
+        D::Float => DatumType::F32,
+        D::Double => DatumType::F64,
+        D::Float16 => DatumType::F16,
+        D::Int8 => DatumType::I8,
+        D::Int16 => DatumType::I16,
+        D::Int32 => DatumType::I32,
+        D::Int64 => DatumType::I64,
+        D::Uint8 => DatumType::U8,
+        D::Uint16 => DatumType::U16,
+        D::Uint32 => DatumType::U32,
+        D::Uint64 => DatumType::U64,
+        D::Bool => DatumType::Bool,
+        _ => return None,
+    })
+}
+
 /// Parses ONNX `bytes` with tract, fixes every input to the given concrete shape (batch axis
 /// first) keeping the element type the model declares (f32 when it declares none), and builds the
 /// optimized plan. Stale `value_info` and output shapes in the file are ignored.
@@ -150,6 +170,15 @@ impl Runnable {
                         input: input.name.clone(),
                         available: sample.iter().map(|(n, _)| n.clone()).collect(),
                     });
+                };
+                // A sample may leave out a leading batch axis of 1 (as data files store them).
+                let batch_left_out = input.shape.first() == Some(&1) && tensor.shape() == &input.shape[1..];
+                let reshaped;
+                let tensor = if batch_left_out {
+                    reshaped = guarded("adding the batch axis", || tensor.clone().into_shape(&input.shape))?;
+                    &reshaped
+                } else {
+                    tensor
                 };
                 if tensor.shape() != input.shape.as_slice() {
                     return Err(VerifyError::InputShape {
