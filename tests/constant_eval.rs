@@ -118,6 +118,10 @@ fn cases() -> Vec<Case> {
         Case { op: "Cast", inputs: vec![f(&[3], &[2.9, -2.9, 0.0])], attrs: vec![attr_int("to", 6)] },
         Case { op: "Add", inputs: vec![i32s(&[2], &[7, 5]), i32s(&[2], &[1, -7])], attrs: vec![] },
         Case { op: "Round", inputs: vec![f(&[4], &[0.5, 1.5, -2.5, 2.4])], attrs: vec![] },
+        Case { op: "Slice", inputs: vec![seq.clone(), i(&[1], &[9]), i(&[1], &[2]), i(&[1], &[0]), i(&[1], &[-2])], attrs: vec![] },
+        Case { op: "Slice", inputs: vec![m.clone(), i(&[1], &[5]), i(&[1], &[-5]), i(&[1], &[1]), i(&[1], &[-2])], attrs: vec![] },
+        Case { op: "Range", inputs: vec![i(&[], &[10]), i(&[], &[1]), i(&[], &[-4])], attrs: vec![] },
+        Case { op: "Shape", inputs: vec![m.clone()], attrs: vec![attr_int("start", 1), attr_int("end", -5)] },
         Case { op: "Flatten", inputs: vec![f(&[1, 2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])], attrs: vec![attr_int("axis", 2)] },
     ]
 }
@@ -171,4 +175,25 @@ fn integer_overflow_wraps_like_onnxruntime() {
         let theirs = String::from_utf8_lossy(&o.stdout).trim().to_string();
         assert_eq!(ours, theirs, "{label}");
     }
+}
+
+/// A negative-step Slice starting before its axis: onnxruntime returns one element, tract and
+/// numpy none. The evaluator must not pick one: the fold is declined with the reason.
+#[test]
+fn a_slice_runtimes_disagree_on_is_not_folded() {
+    let mut b = GraphBuilder::new(13);
+    let ins: Vec<_> = [i(&[6], &[0, 1, 2, 3, 4, 5]), i(&[1], &[-10]), i(&[1], &[-20]), i(&[1], &[0]), i(&[1], &[-1])]
+        .into_iter()
+        .enumerate()
+        .map(|(j, t)| b.constant(&format!("c{j}"), t))
+        .collect();
+    let y = b.node("Slice", &ins, &["y"], vec![])[0];
+    b.graph_mut().value_mut(y).dtype = Some(DataType::Int64);
+    b.output(y);
+    let mut m = b.finish();
+    let record = whittle_tests::run_pass(&mut m, "constant_folding", &[]);
+    assert_eq!(record.applied, 0);
+    assert!(record.declined.iter().any(|d| d.reason.contains("runtimes disagree")), "{:?}", record.declined);
+    let out = m.graph.outputs().next().unwrap();
+    assert!(m.graph.value(out).shape.as_ref().is_some_and(|s| s.concrete().is_none()), "its length is left unknown");
 }

@@ -15,10 +15,10 @@
 //!
 //! **Channel flow through other ops** ([`channel_flow`], channel axis 1 of NCHW tensors): what a
 //! channel index on the data input becomes on the output. Unary element-wise ops and pooling keep
-//! it; BatchNormalization-like ops keep it and carry per-channel parameters; binary element-wise
-//! ops keep it where the other operand broadcasts; Concat on axis 1 offsets it by the channels
-//! before; Flatten/Reshape into a Gemm expands channel `c` into the block `c·H·W .. (c+1)·H·W`;
-//! anything else blocks (with the reason).
+//! it; BatchNormalization-like ops and PRelu keep it and carry per-channel parameters; binary
+//! element-wise ops keep it where the other operand broadcasts; Concat on axis 1 offsets it by
+//! the channels before; Flatten on axis 1 expands channel `c` into the block `c·H·W .. (c+1)·H·W`;
+//! anything else (Concat or Flatten on another axis included) blocks, with the reason.
 
 use crate::ir::Node;
 
@@ -35,8 +35,19 @@ pub struct WeightAxes {
     pub input_per_group: bool,
 }
 
-/// The weighted layers: ops whose input 1 is a weight with output and input channels.
-pub const LAYER_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+/// The weighted layers: ops with a weight input holding output and input channels.
+pub const LAYER_OPS: [&str; 8] =
+    ["Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"];
+
+/// The input slot of a layer's weight: 1, or 3 for `QLinearConv`/`QLinearMatMul` (whose inputs
+/// are `x, x_scale, x_zero_point, w, ...`).
+pub fn weight_input(op: &str) -> Option<usize> {
+    match op {
+        "QLinearConv" | "QLinearMatMul" => Some(3),
+        op if LAYER_OPS.contains(&op) => Some(1),
+        _ => None,
+    }
+}
 
 impl WeightAxes {
     /// The axes of `op`'s weight of rank `rank` (`trans_b`: Gemm's attribute). `None` for ops
@@ -47,12 +58,12 @@ impl WeightAxes {
             "Conv" | "ConvInteger" | "QLinearConv" if rank >= 3 => Some(axes(0, 1, false, true)),
             "ConvTranspose" if rank >= 3 => Some(axes(1, 0, true, false)),
             "Gemm" if rank == 2 => Some(if trans_b { axes(0, 1, false, false) } else { axes(1, 0, false, false) }),
-            "MatMul" | "MatMulInteger" if rank >= 2 => Some(axes(rank - 1, rank - 2, false, false)),
+            "MatMul" | "MatMulInteger" | "QLinearMatMul" if rank >= 2 => Some(axes(rank - 1, rank - 2, false, false)),
             _ => None,
         }
     }
 
-    /// The axes of a node's weight (input 1) of rank `rank`.
+    /// The axes of a node's weight (input [`weight_input`]) of rank `rank`.
     pub fn of_node(node: &Node, rank: usize) -> Option<WeightAxes> {
         if !node.domain().is_empty() {
             return None;
@@ -141,8 +152,12 @@ pub fn channel_flow(node: &Node) -> ChannelFlow {
     }
     match node.op_type() {
         op if LAYER_OPS.contains(&op) => ChannelFlow::Layer,
-        "Relu" | "LeakyRelu" | "PRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Gelu"
-        | "Softplus" | "Mish" | "Identity" | "Dropout" | "Abs" | "Neg" | "Exp" | "Sqrt" | "Cast" | "MaxPool" | "AveragePool" | "LpPool"
+        "Concat" | "Flatten" if node.attr_int("axis").unwrap_or(1) != 1 => {
+            ChannelFlow::Blocked("it works on another axis than the channels")
+        }
+        "PRelu" => ChannelFlow::KeepWithParams(&[1]),
+        "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Gelu" | "Softplus"
+        | "Mish" | "Identity" | "Dropout" | "Abs" | "Neg" | "Exp" | "Sqrt" | "Cast" | "MaxPool" | "AveragePool" | "LpPool"
         | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" | "Resize" | "Upsample" => ChannelFlow::Keep,
         "BatchNormalization" => ChannelFlow::KeepWithParams(&[1, 2, 3, 4]),
         "InstanceNormalization" => ChannelFlow::KeepWithParams(&[1, 2]),

@@ -194,20 +194,36 @@ impl Patch {
             }
         }
         for (_, _, w) in &self.set_inputs {
-            if let Some(w) = w
-                && !wire_ok(w)
-            {
-                return err("an input it sets does not exist".into());
+            if let Some(w) = w {
+                if !wire_ok(w) {
+                    return err("an input it sets does not exist".into());
+                }
+                if let Wire::Value(v) = w
+                    && self.removed_defines(g, *v)
+                {
+                    return err("it points an input at the output of a node it removes".into());
+                }
             }
         }
         for r in &self.redirects {
             if !g.is_alive(r.old) || !wire_ok(&r.new) {
                 return err("a value it redirects does not exist".into());
             }
+            if let Readers::Only(uses) = &r.readers {
+                let current = g.uses_of(r.old);
+                if let Some(stale) = uses.iter().find(|u| !current.contains(u)) {
+                    return err(format!("it redirects a reader of '{}' that does not read it ({stale:?})", g.value(r.old).name));
+                }
+            }
             let moves_output = match &r.readers {
                 Readers::All => g.is_graph_output(r.old),
                 Readers::Only(uses) => uses.iter().any(|u| matches!(u, Use::GraphOutput(_))),
             };
+            if moves_output && g.is_graph_input(r.old) {
+                return err(
+                    "its value is both a graph input and a graph output: moving the output would rename the model's interface".into()
+                );
+            }
             if let Wire::Value(new) = r.new
                 && moves_output
                 && (g.is_graph_input(new) || g.is_graph_output(new))
@@ -276,7 +292,8 @@ impl Patch {
     /// A redirect or a set input makes a node read a wire; that must not close a loop. Cheap when
     /// the wire is computed from the redirected value itself, the inputs of its producer, or
     /// constants (the bypass, insert-on-edge and replace-a-node cases); otherwise the readers'
-    /// descendants are searched.
+    /// descendants are searched, through the graph and every new dependency of the patch at once
+    /// (two edges can close a loop that neither closes alone).
     fn check_acyclic(&self, g: &Graph) -> Result<(), PatchError> {
         let mut edges: Vec<(Vec<NodeId>, Wire, Option<ValueId>)> = Vec::new();
         for r in &self.redirects {
@@ -291,24 +308,35 @@ impl Patch {
                 edges.push((vec![*n], *w, None));
             }
         }
+        // For each edge, the producers of what it makes its readers read, beyond the safe ones.
+        let mut risky: Vec<(Vec<NodeId>, Vec<NodeId>)> = Vec::new();
         for (readers, wire, old) in edges {
             let mut sources = HashSet::new();
             self.sources(wire, &mut sources);
-            let safe_of_old: HashSet<ValueId> = match old {
-                Some(old) => {
-                    let mut s: HashSet<ValueId> = HashSet::from([old]);
-                    if let Some(p) = g.value(old).producer().and_then(|p| g.node(p)) {
-                        s.extend(p.inputs().iter().flatten());
-                    }
-                    s
+            let mut safe: HashSet<ValueId> = HashSet::new();
+            if let Some(old) = old {
+                safe.insert(old);
+                if let Some(p) = g.value(old).producer().and_then(|p| g.node(p)) {
+                    safe.extend(p.inputs().iter().flatten());
                 }
-                None => HashSet::new(),
-            };
-            let risky: Vec<NodeId> = sources.iter().filter(|v| !safe_of_old.contains(v)).filter_map(|v| g.value(*v).producer()).collect();
-            if risky.is_empty() {
-                continue;
             }
-            if let Some(r) = reaches(g, &readers, &risky) {
+            let producers: Vec<NodeId> = sources.iter().filter(|v| !safe.contains(v)).filter_map(|v| g.value(*v).producer()).collect();
+            if !producers.is_empty() {
+                risky.push((readers, producers));
+            }
+        }
+        if risky.is_empty() {
+            return Ok(());
+        }
+        // New dependencies: each risky producer now feeds the edge's readers.
+        let mut extra: std::collections::HashMap<NodeId, Vec<NodeId>> = std::collections::HashMap::new();
+        for (readers, producers) in &risky {
+            for p in producers {
+                extra.entry(*p).or_default().extend(readers.iter().copied());
+            }
+        }
+        for (readers, producers) in &risky {
+            if let Some(r) = reaches(g, readers, producers, &extra) {
                 return Err(PatchError(format!("it would make a cycle through {}", g.node_label(r))));
             }
         }
@@ -353,16 +381,25 @@ impl Patch {
                 node.set_attr(attr);
             }
         }
+        // Values the patch disconnects go once nothing reads them (a replaced weight, say).
+        let mut displaced: Vec<ValueId> = Vec::new();
         for (n, slot, w) in self.set_inputs {
             let v = w.map(|w| resolve(w, &op_ids, g));
+            displaced.extend(g.node(n).and_then(|node| node.input(slot)));
             g.set_input(n, slot, v);
         }
         for (old, new, uses) in redirects {
             let new = resolve(new, &op_ids, g);
             g.redirect_uses(old, new, &uses);
+            displaced.push(old);
         }
         for n in self.removed {
             remove_node_and_orphans(g, n);
+        }
+        for v in displaced {
+            if g.is_alive(v) && g.value(v).producer().is_none() {
+                g.remove_value_if_unused(v);
+            }
         }
         op_ids
     }
@@ -379,8 +416,9 @@ pub fn remove_node_and_orphans(g: &mut Graph, n: NodeId) {
     }
 }
 
-/// The first node of `targets` reachable (forwards) from `from`, if any.
-fn reaches(g: &Graph, from: &[NodeId], targets: &[NodeId]) -> Option<NodeId> {
+/// The first node of `targets` reachable (forwards) from `from` through the graph's edges and
+/// `extra` ones, if any.
+fn reaches(g: &Graph, from: &[NodeId], targets: &[NodeId], extra: &std::collections::HashMap<NodeId, Vec<NodeId>>) -> Option<NodeId> {
     let targets: HashSet<NodeId> = targets.iter().copied().collect();
     let mut seen: HashSet<NodeId> = HashSet::new();
     let mut queue: VecDeque<NodeId> = from.iter().copied().collect();
@@ -392,6 +430,7 @@ fn reaches(g: &Graph, from: &[NodeId], targets: &[NodeId]) -> Option<NodeId> {
             continue;
         }
         queue.extend(g.successors(n));
+        queue.extend(extra.get(&n).into_iter().flatten().copied());
     }
     None
 }

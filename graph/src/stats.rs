@@ -110,7 +110,7 @@ pub fn node_macs(g: &Graph, id: NodeId) -> Option<u64> {
     let n = g.node(id)?;
     let dims = |v: Option<crate::ir::ValueId>| -> Option<Vec<i64>> { g.value(v?).shape.as_ref()?.concrete() };
     let prod = |d: &[i64]| d.iter().try_fold(1u64, |a, &b| a.checked_mul(u64::try_from(b).ok()?));
-    let w = dims(n.input(1))?;
+    let w = dims(n.input(crate::channels::weight_input(n.op_type())?))?;
     // A vector right operand of MatMul: each output element is a dot product over its length.
     let (per_element, per_input) = match WeightAxes::of_node(n, w.len()) {
         Some(axes) => (axes.macs_per_element(&w)?, axes.output_per_group),

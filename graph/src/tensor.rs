@@ -127,6 +127,10 @@ impl Tensor {
         let raw = self.raw_bytes()?;
         let outer: usize = dims[..ax].iter().map(|&d| d as usize).product();
         let inner: usize = dims[ax + 1..].iter().map(|&d| d as usize).product::<usize>() * width;
+        let expected = outer * size as usize * inner;
+        if raw.len() != expected {
+            return Err(TensorError::DataLength { found: raw.len() as u64, expected: expected as u64 });
+        }
         let mut out = Vec::with_capacity(outer * picked.len() * inner);
         for o in 0..outer {
             let base = o * size as usize * inner;

@@ -219,3 +219,73 @@ fn channel_table_says_how_channels_flow() {
     assert!(matches!(flows[4], ChannelFlow::Blocked(_)));
     assert!(matches!(flows[5], ChannelFlow::Blocked(_)));
 }
+
+#[test]
+fn patch_check_finds_loops_two_edges_make_together() {
+    // x -> a -> b -> y1 and x -> c -> d -> y2; a reads d and c reads b: a loop through both.
+    let mut bld = GraphBuilder::new(13);
+    let x = bld.input("x", DataType::Float, &[1, 4]);
+    let a = bld.node("Relu", &[x], &["a"], vec![])[0];
+    let b = bld.node("Neg", &[a], &["b"], vec![])[0];
+    let c = bld.node("Relu", &[x], &["c"], vec![])[0];
+    let d = bld.node("Neg", &[c], &["d"], vec![])[0];
+    bld.output(b);
+    bld.output(d);
+    let m = bld.finish();
+    let g = &m.graph;
+    let (na, nc) = (g.value(a).producer().unwrap(), g.value(c).producer().unwrap());
+    let mut p = Patch::new("cross");
+    p.set_input(na, 0, Some(Wire::Value(d)));
+    p.set_input(nc, 0, Some(Wire::Value(b)));
+    assert!(p.check(g).unwrap_err().0.contains("cycle"));
+    // Either edge alone is fine.
+    let mut p = Patch::new("one");
+    p.set_input(na, 0, Some(Wire::Value(d)));
+    p.check(g).unwrap();
+}
+
+#[test]
+fn patch_check_refuses_stale_and_dangling_wiring() {
+    let (m, r, s, t) = two_readers();
+    let g = &m.graph;
+    let (sig, tanh) = (g.value(s).producer().unwrap(), g.value(t).producer().unwrap());
+    // Pointing an input at the output of a node the patch removes.
+    let mut p = Patch::new("dangling");
+    p.set_input(tanh, 0, Some(Wire::Value(s)));
+    p.remove_node(sig);
+    assert!(p.check(g).is_err());
+    // Redirecting a reader that does not read the value.
+    let mut p = Patch::new("stale");
+    p.redirect(s, Wire::Value(r), vec![Use::Input { node: tanh, slot: 0 }]);
+    assert!(p.check(g).unwrap_err().0.contains("does not read it"));
+
+    // A value that is both a graph input and a graph output keeps its place in the interface.
+    let mut bld = GraphBuilder::new(13);
+    let x = bld.input("x", DataType::Float, &[1, 4]);
+    let y = bld.node("Relu", &[x], &["y"], vec![])[0];
+    bld.output(y);
+    bld.output(x);
+    let m = bld.finish();
+    let mut p = Patch::new("move the output");
+    p.redirect(x, Wire::Value(y), vec![Use::GraphOutput(1)]);
+    assert!(p.check(&m.graph).unwrap_err().0.contains("interface"));
+}
+
+#[test]
+fn applying_a_patch_drops_the_values_it_disconnects() {
+    let mut bld = GraphBuilder::new(13);
+    let x = bld.input("x", DataType::Float, &[1, 1, 2, 2]);
+    let w = bld.constant("w", Tensor::from_f32("w", &[1, 1, 1, 1], &[2.0]));
+    let y = bld.node("Conv", &[x, w], &["y"], vec![])[0];
+    bld.output(y);
+    let mut m = bld.finish();
+    let g = &mut m.graph;
+    let conv = g.value(y).producer().unwrap();
+    let mut p = Patch::new("swap the weight");
+    let w2 = p.add_constant("w_new", Tensor::from_f32("", &[1, 1, 1, 1], &[3.0]));
+    p.set_input(conv, 1, Some(w2));
+    p.check(g).unwrap();
+    p.apply(g);
+    assert!(!g.is_alive(w), "the old weight is gone");
+    assert_eq!(g.constant(g.node(conv).unwrap().input(1).unwrap()).unwrap().to_f32().unwrap(), [3.0]);
+}

@@ -8,9 +8,10 @@
 //! gives (checked against tract, tensor by tensor, in `tests/constant_eval.rs`). Anything else is
 //! `Unsupported`, and the caller leaves the node alone: whittle has no second evaluator.
 
+pub mod index;
 pub mod scalar;
 
-use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
 use crate::dtype::DataType;
 use crate::ir::Node;
@@ -142,7 +143,7 @@ macro_rules! structural {
 
 fn norm_axis(axis: i64, rank: usize) -> R<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
-    if a < 0 || a as usize >= rank.max(1) && !(rank == 0 && a == 0) {
+    if a < 0 || a as usize >= rank {
         return invalid(format!("axis {axis} out of range for rank {rank}"));
     }
     Ok(a as usize)
@@ -189,6 +190,7 @@ fn binary(op_type: &str, fmod: bool, a: &Arr, b: &Arr) -> R<Arr> {
             let r = defined(zip2(a, b, |x, y| scalar::float_binary(op, x as f64, y as f64))?, op)?;
             if op.gives_bool() { Arr::Bool(r.mapv(|x| x != 0.0)) } else { Arr::F32(r.mapv(|x| x as f32)) }
         }
+        (Arr::Int(_, da), Arr::Int(_, db)) if da != db => return invalid(format!("{op_type} of {da} and {db}")),
         (Arr::Int(a, dt), Arr::Int(b, _)) if !op.is_logical() => {
             let r = defined(zip2(a, b, |x, y| scalar::int_binary(op, x, y, *dt))?, op)?;
             if op.gives_bool() { bool_out(r) } else { Arr::Int(r, *dt) }
@@ -370,7 +372,13 @@ pub fn eval_node(node: &Node, inputs: &[Option<&Tensor>]) -> R<Vec<Tensor>> {
             if delta == 0.0 {
                 return invalid("Range with delta 0");
             }
-            let n = ((limit - start) / delta).ceil().max(0.0) as usize;
+            let n = match (input(0)?, input(1)?, input(2)?) {
+                (Arr::Int(..), Arr::Int(..), Arr::Int(..)) => {
+                    index::range_len_int(start as i64, limit as i64, delta as i64).map(|n| n as u64)
+                }
+                _ => index::range_len_float(start, limit, delta),
+            }
+            .ok_or(EvalError::Invalid("Range has no finite length".into()))? as usize;
             if n > 1 << 20 {
                 return unsupported("Range longer than 2^20 elements");
             }
@@ -395,10 +403,9 @@ pub fn shape_or_size(node: &Node, dims: &[i64]) -> Tensor {
     if node.op_type() == "Size" {
         return Tensor::from_i64("", &[], &[dims.iter().product()]);
     }
-    let r = dims.len() as i64;
-    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-    let (start, end) = (clamp(node.attr_int("start").unwrap_or(0)), clamp(node.attr_int("end").unwrap_or(r)));
-    let v = if start < end { dims[start..end].to_vec() } else { Vec::new() };
+    let (start, end) =
+        index::shape_bounds(dims.len(), node.attr_int("start").unwrap_or(0), node.attr_int("end").unwrap_or(dims.len() as i64));
+    let v = dims[start..end].to_vec();
     Tensor::from_i64("", &[v.len() as i64], &v)
 }
 
@@ -460,10 +467,7 @@ fn gather(a: &Arr, idx: &Arr, axis: usize) -> R<Arr> {
     let indices: Vec<usize> = idx
         .ints()?
         .into_iter()
-        .map(|i| {
-            let j = if i < 0 { i + dim } else { i };
-            if (0..dim).contains(&j) { Ok(j as usize) } else { invalid(format!("Gather index {i} out of range {dim}")) }
-        })
+        .map(|i| index::gather_index(i, dim).ok_or_else(|| EvalError::Invalid(format!("Gather index {i} out of range {dim}"))))
         .collect::<R<_>>()?;
     let mut out_shape: Vec<usize> = a.shape()[..axis].to_vec();
     out_shape.extend(&idx_shape);
@@ -487,30 +491,19 @@ fn slice(node: &Node, arrs: &[Option<Arr>]) -> R<Arr> {
     let ends = get(2, "ends")?.ok_or(EvalError::Invalid("Slice without ends".into()))?;
     let axes = get(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = get(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return invalid("Slice starts, ends, axes and steps differ in length");
+    }
     let mut out = a.clone();
     for (k, &start) in starts.iter().enumerate() {
-        let axis = norm_axis(*axes.get(k).ok_or(EvalError::Invalid("axes".into()))?, rank)?;
-        let step = *steps.get(k).unwrap_or(&1);
-        if step == 0 {
+        let axis = norm_axis(axes[k], rank)?;
+        if steps[k] == 0 {
             return invalid("Slice step 0");
         }
-        let dim = a.shape()[axis] as i64;
-        let clamp = |v: i64, lo: i64, hi: i64| {
-            let v = if v < 0 { v + dim } else { v };
-            v.clamp(lo, hi)
-        };
-        let (start, end) = if step > 0 {
-            (clamp(start, 0, dim), clamp(*ends.get(k).unwrap_or(&i64::MAX), 0, dim))
-        } else {
-            (clamp(start, -1, dim - 1), clamp(*ends.get(k).unwrap_or(&i64::MIN), -1, dim - 1))
-        };
-        let s = if step > 0 {
-            Slice::new(start as isize, Some(end.max(start) as isize), step as isize)
-        } else {
-            // ndarray slices with a negative step walk [end+1, start] backwards.
-            Slice::new((end + 1) as isize, Some((start + 1).max(end + 1) as isize), step as isize)
-        };
-        out = structural!(&out, |x| Ok::<_, EvalError>(x.slice_axis(Axis(axis), s).to_owned()))?;
+        let picked = index::slice_indices(start, ends[k], steps[k], a.shape()[axis] as i64).ok_or_else(|| {
+            EvalError::Unsupported("a negative-step Slice starting before the axis (runtimes disagree on its result)".into())
+        })?;
+        out = structural!(&out, |x| Ok::<_, EvalError>(x.select(Axis(axis), &picked)))?;
     }
     Ok(out)
 }

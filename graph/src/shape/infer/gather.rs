@@ -20,11 +20,9 @@ pub(super) fn gather(ctx: &Ctx) -> RuleResult {
         let n = concrete[axis];
         let mut normalized = Vec::with_capacity(indices.len());
         for i in indices {
-            let j = if i < 0 { i + n } else { i };
-            if j < 0 || j >= n {
-                return Err(format!("index {i} is out of range for axis {axis} of {}", show(data)));
-            }
-            normalized.push(j as usize);
+            let j = crate::eval::index::gather_index(i, n)
+                .ok_or_else(|| format!("index {i} is out of range for axis {axis} of {}", show(data)))?;
+            normalized.push(j);
         }
         vals = ctx.vals(0).and_then(|v| {
             let outer: usize = concrete[..axis].iter().map(|&d| d as usize).product();

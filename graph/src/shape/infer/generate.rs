@@ -5,6 +5,7 @@ use super::dims::show;
 use super::values::{MAX_TRACKED, Vals};
 use super::{Ctx, Out, RuleResult};
 use crate::dtype::DataType;
+use crate::eval::index;
 use crate::shape::Dim;
 use crate::tensor::Tensor;
 
@@ -13,9 +14,9 @@ pub(super) fn shape(ctx: &Ctx) -> RuleResult {
     let dtype = Some(DataType::Int64);
     let Some(xs) = ctx.dims(0) else { return Ok(vec![Out::new(dtype, Some(vec![Dim::Unknown]))]) };
     let rank = xs.len() as i64;
-    let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
-    let (start, end) = if ctx.opset >= 15 { (clamp(ctx.attr_int("start", 0)), clamp(ctx.attr_int("end", rank))) } else { (0, xs.len()) };
-    let dims = xs.get(start..end.max(start)).unwrap_or_default().to_vec();
+    let (start, end) =
+        if ctx.opset >= 15 { index::shape_bounds(xs.len(), ctx.attr_int("start", 0), ctx.attr_int("end", rank)) } else { (0, xs.len()) };
+    let dims = xs[start..end].to_vec();
     Ok(vec![Out::new(dtype, Some(vec![Dim::Known(dims.len() as i64)])).with_vals(Some(Vals::Int(dims)))])
 }
 
@@ -55,22 +56,14 @@ pub(super) fn range(ctx: &Ctx) -> RuleResult {
     let scalar = |i: usize| ctx.vals(i).filter(|v| v.len() == 1);
     let (Some(start), Some(limit), Some(delta)) = (scalar(0), scalar(1), scalar(2)) else { return unknown };
     if let (Some(s), Some(l), Some(d)) = (start.ints(), limit.ints(), delta.ints()) {
-        let (s, l, d) = (s[0] as i128, l[0] as i128, d[0] as i128);
-        if d == 0 {
-            return Err("delta is 0".to_string());
-        }
-        let span = l - s;
-        let n = if (span > 0) == (d > 0) && span != 0 { (span.abs() + d.abs() - 1) / d.abs() } else { 0 };
+        let n = index::range_len_int(s[0], l[0], d[0]).ok_or("delta is 0")?;
+        let (s, d) = (s[0] as i128, d[0] as i128);
         let vals = (n <= MAX_TRACKED as i128).then(|| Vals::Int((0..n).map(|k| Dim::Known((s + k * d) as i64)).collect()));
         return Ok(vec![Out::new(dtype, Some(vec![super::dims::known(n)?])).with_vals(vals)]);
     }
     let (Some(s), Some(l), Some(d)) = (start.floats(), limit.floats(), delta.floats()) else { return unknown };
     let (s, l, d) = (s[0], l[0], d[0]);
-    let n = ((l - s) / d).ceil();
-    if !n.is_finite() {
-        return Err(format!("range({s}, {l}, {d}) has no finite length"));
-    }
-    let n = n.max(0.0) as i64;
+    let n = index::range_len_float(s, l, d).ok_or_else(|| format!("range({s}, {l}, {d}) has no finite length"))? as i64;
     let vals = (n as usize <= MAX_TRACKED).then(|| Vals::Float((0..n).map(|k| s + k as f64 * d).collect()));
     Ok(vec![Out::new(dtype, Some(vec![Dim::Known(n)])).with_vals(vals)])
 }

@@ -145,22 +145,7 @@ fn slice_params(ctx: &Ctx, rank: usize) -> Option<SliceParams> {
     Some(SliceParams { starts, ends, axes, steps })
 }
 
-/// The first index and the length of `start:end:step` on a dimension of size `n` (ONNX clamping).
-fn slice_range(start: i64, end: i64, step: i64, n: i64) -> (i64, i64) {
-    let (start, end, step, n) = (start as i128, end as i128, step as i128, n as i128);
-    let norm = |v: i128| if v < 0 { v + n } else { v };
-    let (first, len) = if step > 0 {
-        let (s, e) = (norm(start).clamp(0, n), norm(end).clamp(0, n));
-        (s, if e > s { (e - s - 1) / step + 1 } else { 0 })
-    } else {
-        if n == 0 {
-            return (0, 0);
-        }
-        let (s, e) = (norm(start).clamp(0, n - 1), norm(end).clamp(-1, n - 1));
-        (s, if s > e { (s - e - 1) / -step + 1 } else { 0 })
-    };
-    (first as i64, len as i64)
-}
+use crate::eval::index::slice_range;
 
 pub(super) fn slice(ctx: &Ctx) -> RuleResult {
     let Some(xs) = ctx.dims(0) else { return unknown(ctx, None) };
@@ -190,13 +175,18 @@ pub(super) fn slice(ctx: &Ctx) -> RuleResult {
             return Err("a slice step is 0".to_string());
         }
         out[axis] = match xs[axis] {
-            Dim::Known(d) => {
-                let (first, len) = slice_range(p.starts[i], p.ends[i], step, d);
-                if let Some(picked) = picked.as_mut() {
-                    *picked = (0..len).map(|k| (first + k * step) as usize).collect();
+            Dim::Known(d) => match slice_range(p.starts[i], p.ends[i], step, d) {
+                Some((first, len)) => {
+                    if let Some(picked) = picked.as_mut() {
+                        *picked = (0..len).map(|k| (first + k * step) as usize).collect();
+                    }
+                    Dim::Known(len)
                 }
-                Dim::Known(len)
-            }
+                None => {
+                    picked = None;
+                    Dim::Unknown
+                }
+            },
             // The whole axis: `0:INT_MAX:1` keeps even an unknown dimension.
             ref d if p.starts[i] == 0 && step == 1 && p.ends[i] >= i32::MAX as i64 => d.clone(),
             _ => {
