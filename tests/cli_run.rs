@@ -54,7 +54,7 @@ fn default_pipeline_passes_and_writes_model_and_report() {
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["status"], "passed");
     assert_eq!(r["files"]["output_written"], true);
-    assert_eq!(r["steps"].as_array().unwrap().len(), 6);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 7);
     let nodes_before = r["original"]["nodes"].as_u64().unwrap();
     let nodes_after = r["candidate"]["nodes"].as_u64().unwrap();
     assert_eq!(nodes_before, 566);
@@ -144,15 +144,24 @@ fn stop_after_and_dump_after_each() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let mut files: Vec<String> = std::fs::read_dir(&dump).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
-    assert_eq!(files, ["00-original.txt", "01-opset_conversion.txt", "02-remove_noops.txt", "03-constant_folding.txt"]);
+    assert_eq!(
+        files,
+        [
+            "00-original.txt",
+            "01-initializers_as_constants.txt",
+            "02-opset_conversion.txt",
+            "03-remove_noops.txt",
+            "04-constant_folding.txt"
+        ]
+    );
     let first = std::fs::read_to_string(dump.join("00-original.txt")).unwrap();
     assert!(first.contains("opset_import: ai.onnx=11") && first.contains("BatchNormalization"), "{first}");
-    let converted = std::fs::read_to_string(dump.join("01-opset_conversion.txt")).unwrap();
+    let converted = std::fs::read_to_string(dump.join("02-opset_conversion.txt")).unwrap();
     assert!(converted.contains("opset_import: ai.onnx=13"), "{converted}");
     let r = report(&rep);
-    assert_eq!(r["stopped"]["index"], 3);
+    assert_eq!(r["stopped"]["index"], 4);
     assert_eq!(r["stopped"]["reason"], "requested");
-    assert_eq!(r["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 4);
 }
 
 #[test]
@@ -248,7 +257,7 @@ fn passes_lists_every_pass() {
     let o = whittle(&["passes"]);
     assert_eq!(o.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for p in ["opset_conversion", "remove_noops", "constant_folding", "fold_batchnorm", "fold_channelwise", "dead_code"] {
+    for p in whittle_passes::PASSES.iter().map(|p| p.name) {
         assert!(stdout.contains(p), "{p} missing:\n{stdout}");
     }
     assert!(stdout.contains("target"), "parameters are listed:\n{stdout}");
@@ -256,5 +265,5 @@ fn passes_lists_every_pass() {
     assert!(String::from_utf8_lossy(&md.stdout).starts_with("| pass |"));
     let json = whittle(&["passes", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 6);
+    assert_eq!(v.as_array().unwrap().len(), whittle_passes::PASSES.len());
 }

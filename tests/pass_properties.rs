@@ -34,6 +34,9 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     let conv = b.node("Conv", &[x, w], &["conv"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
     let [s, bias, mean] = [2, 3, 4].map(|seed| constant(&mut b, &format!("bn{seed}"), &[4], seed));
     let var = b.constant("var", Tensor::from_f32("var", &[4], &[0.5, 1.0, 2.0, 0.25]));
+    // An initializer also listed as a graph input (IR < 4 style).
+    let info = whittle_graph::builder::value_info("var", DataType::Float, Some(&whittle_graph::Shape::from_dims(&[4])));
+    b.graph_mut().input_infos_mut().push((var, info));
     let bn = b.node("BatchNormalization", &[conv, s, bias, mean, var], &["bn"], vec![attr_float("epsilon", 1e-3)])[0];
     let id = b.node("Identity", &[bn], &["id"], vec![])[0];
     let scale = constant(&mut b, "scale", &[1, 4, 1, 1], 5);

@@ -11,6 +11,7 @@ pub mod constant_folding;
 pub mod dead_code;
 pub mod fold_batchnorm;
 pub mod fold_channelwise;
+pub mod initializers_as_constants;
 pub mod opset_conversion;
 pub mod remove_noops;
 

@@ -2,6 +2,15 @@
 //! the operators whose signature changed on the way.
 //!
 //! Rewrites (each keeps the computation identical, so the pass is **exact**):
+//! - opset 9 (from 7-8): `BatchNormalization`'s `spatial=1` is dropped (spatial=0, per-activation
+//!   statistics, is refused);
+//! - opset 10: `Slice`'s `starts`/`ends`/`axes` and `TopK`'s `k` attributes become inputs;
+//!   `Upsample` (opset 7-9, deprecated in 10 and gone later) becomes the `Resize` that replaced it:
+//!   `coordinate_transformation_mode=asymmetric` (and `nearest_mode=floor` for nearest), the scales
+//!   as input 2 (from the opset 7/8 attribute or the opset 9 input), an empty `roi`;
+//! - opset 11: `Pad`'s `pads`/`value` and `Clip`'s `min`/`max` attributes become inputs (float
+//!   data only); an opset-10 `Resize` gets the same explicit modes and empty `roi` (its meaning
+//!   was asymmetric with floor rounding; opset 11 changed the defaults);
 //! - opset 12: `Dropout`'s `ratio` attribute becomes an input;
 //! - opset 13: `Squeeze`, `Unsqueeze`, `ReduceSum` take `axes` as an input instead of an attribute;
 //!   `Split` takes `split` as an input; `Softmax`/`LogSoftmax`/`Hardmax` switch from "flatten at
@@ -50,7 +59,7 @@ impl PassDef for OpsetConversion {
 pub const MIN_TARGET: i64 = 13;
 pub const MAX_TARGET: i64 = 21;
 /// The oldest opset the rewrites start from.
-pub const MIN_SOURCE: i64 = 9;
+pub const MIN_SOURCE: i64 = 7;
 
 /// Operators whose inference semantics (for float and integer types) do not change between opset 9
 /// and 21, apart from the ones rewritten here. Version bumps of these only add element types or
@@ -123,7 +132,6 @@ pub const UNCHANGED: &[&str] = &[
     "Reciprocal",
     "Relu",
     "Reshape",
-    "Resize",
     "Round",
     "ScatterElements",
     "ScatterND",
@@ -182,11 +190,19 @@ pub const UNCHANGED: &[&str] = &[
     "Gelu",
     "Mish",
     "Trilu",
+    // Rewritten below when they come from an older opset.
+    "Upsample",
+    "Resize",
+    "Pad",
+    "Clip",
+    "Slice",
+    "TopK",
 ];
 
 /// Opset in which each op's attribute moved to an input, and the attribute's name.
 fn attr_to_input(op: &str) -> Option<(i64, &'static str, usize)> {
     Some(match op {
+        "TopK" => (10, "k", 1),
         "Dropout" => (12, "ratio", 1),
         "Squeeze" | "Unsqueeze" | "ReduceSum" => (13, "axes", 1),
         "Split" => (13, "split", 1),
@@ -223,6 +239,26 @@ impl OpsetConversion {
                     ));
                 }
             }
+            let label = || format!("{} ({})", g.node_label(id), n.op_type());
+            let float_data = || n.input(0).and_then(|x| g.value(x).dtype).is_some_and(|d| d.is_float());
+            match n.op_type() {
+                "BatchNormalization" if from < 9 && n.attr_int("spatial").unwrap_or(1) == 0 => {
+                    problems.push(format!("{}: spatial=0 (per-activation statistics) has no equivalent from opset 9", label()))
+                }
+                "Upsample" if from < 9 && n.attr_floats("scales").is_none() => problems.push(format!("{}: no `scales` attribute", label())),
+                "Upsample" if from >= 9 && n.input(1).is_none() => problems.push(format!("{}: no scales input", label())),
+                "Upsample" | "Resize" if !matches!(n.attr_string("mode").as_deref().unwrap_or("nearest"), "nearest" | "linear") => {
+                    problems.push(format!("{}: mode {:?} has no Resize equivalent here", label(), n.attr_string("mode")))
+                }
+                "Pad" | "Clip" if from < 11 && !float_data() => {
+                    problems.push(format!("{}: its attributes become inputs of the data's type, known here only for float data", label()))
+                }
+                "Pad" if from < 11 && n.attr_ints("pads").is_none() => problems.push(format!("{}: no `pads` attribute", label())),
+                "Slice" if from < 10 && (n.attr_ints("starts").is_none() || n.attr_ints("ends").is_none()) => {
+                    problems.push(format!("{}: no `starts`/`ends` attributes", label()))
+                }
+                _ => {}
+            }
             for a in &n.attributes {
                 for sub in &a.subgraphs {
                     self.check(sub, from, problems);
@@ -250,10 +286,10 @@ impl OpsetConversion {
                 && let Some(a) = g.node(id).expect("listed").attr(attr).map(|a| a.proto.clone())
             {
                 let label = g.node_label(id);
-                let tensor = if attr == "ratio" {
-                    Tensor::from_f32("", &[], &[a.f.unwrap_or(0.5)])
-                } else {
-                    Tensor::from_i64("", &[a.ints.len() as i64], &a.ints)
+                let tensor = match attr {
+                    "ratio" => Tensor::from_f32("", &[], &[a.f.unwrap_or(0.5)]),
+                    "k" => Tensor::from_i64("", &[1], &[a.i.unwrap_or(0)]),
+                    _ => Tensor::from_i64("", &[a.ints.len() as i64], &a.ints),
                 };
                 let c = g.add_constant(&format!("{label}_{attr}"), tensor);
                 let node = g.node_mut(id).expect("listed");
@@ -262,6 +298,7 @@ impl OpsetConversion {
                 g.set_input(id, slot, Some(c));
                 report.applied += 1;
             }
+            self.convert_moved_inputs(g, id, &op, from, report);
             let subs: usize = g.node(id).map(|n| n.attributes.iter().map(|a| a.subgraphs.len()).sum()).unwrap_or(0);
             if subs > 0 {
                 let node = g.node_mut(id).expect("listed");
@@ -271,6 +308,97 @@ impl OpsetConversion {
                     }
                 }
             }
+        }
+    }
+}
+
+impl OpsetConversion {
+    /// The rewrites of ops whose several attributes became inputs, or that were replaced.
+    fn convert_moved_inputs(&self, g: &mut Graph, id: NodeId, op: &str, from: i64, report: &mut PassReport) {
+        let label = g.node_label(id);
+        let take = |g: &mut Graph, attr: &str| -> Option<whittle_graph::onnx::AttributeProto> {
+            let a = g.node(id)?.attr(attr).map(|a| a.proto.clone());
+            g.node_mut(id)?.remove_attr(attr);
+            a
+        };
+        let constant = |g: &mut Graph, suffix: &str, t: Tensor| g.add_constant(&format!("{label}_{suffix}"), t);
+        match op {
+            "BatchNormalization" if from < 9 => {
+                if take(g, "spatial").is_some() {
+                    report.applied += 1;
+                }
+            }
+            "Slice" if from < 10 && self.0.target >= 10 => {
+                let (starts, ends, axes) = (take(g, "starts"), take(g, "ends"), take(g, "axes"));
+                let ints = |a: Option<whittle_graph::onnx::AttributeProto>| a.map(|a| a.ints).unwrap_or_default();
+                let (starts, ends) = (ints(starts), ints(ends));
+                let axes: Vec<i64> = axes.map(|a| a.ints).unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let n = starts.len() as i64;
+                let s = constant(g, "starts", Tensor::from_i64("", &[n], &starts));
+                let e = constant(g, "ends", Tensor::from_i64("", &[n], &ends));
+                let a = constant(g, "axes", Tensor::from_i64("", &[axes.len() as i64], &axes));
+                g.truncate_inputs(id, 1);
+                for v in [s, e, a] {
+                    g.push_input(id, Some(v));
+                }
+                report.applied += 1;
+            }
+            "Upsample" => {
+                let mode = g.node(id).and_then(|n| n.attr_string("mode")).unwrap_or_else(|| "nearest".into());
+                let scales = match take(g, "scales") {
+                    Some(a) => Some(constant(g, "scales", Tensor::from_f32("", &[a.floats.len() as i64], &a.floats))),
+                    None => g.node(id).and_then(|n| n.input(1)),
+                };
+                g.truncate_inputs(id, 1);
+                g.push_input(id, None);
+                g.push_input(id, scales);
+                self.resize_modes(g, id, &mode);
+                if let Some(n) = g.node_mut(id) {
+                    n.residual.op_type = Some("Resize".into());
+                }
+                report.applied += 1;
+            }
+            "Resize" if from == 10 => {
+                let mode = g.node(id).and_then(|n| n.attr_string("mode")).unwrap_or_else(|| "nearest".into());
+                let scales = g.node(id).and_then(|n| n.input(1));
+                g.truncate_inputs(id, 1);
+                g.push_input(id, None);
+                g.push_input(id, scales);
+                self.resize_modes(g, id, &mode);
+                report.applied += 1;
+            }
+            "Pad" if from < 11 && self.0.target >= 11 => {
+                let pads = take(g, "pads").map(|a| a.ints).unwrap_or_default();
+                let value = take(g, "value").and_then(|a| a.f).unwrap_or(0.0);
+                let p = constant(g, "pads", Tensor::from_i64("", &[pads.len() as i64], &pads));
+                let v = constant(g, "value", Tensor::from_f32("", &[], &[value]));
+                g.truncate_inputs(id, 1);
+                g.push_input(id, Some(p));
+                g.push_input(id, Some(v));
+                report.applied += 1;
+            }
+            "Clip" if from < 11 && self.0.target >= 11 => {
+                let lo = take(g, "min").and_then(|a| a.f).unwrap_or(f32::NEG_INFINITY);
+                let hi = take(g, "max").and_then(|a| a.f).unwrap_or(f32::INFINITY);
+                let lo = constant(g, "min", Tensor::from_f32("", &[], &[lo]));
+                let hi = constant(g, "max", Tensor::from_f32("", &[], &[hi]));
+                g.truncate_inputs(id, 1);
+                g.push_input(id, Some(lo));
+                g.push_input(id, Some(hi));
+                report.applied += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// The explicit modes of a Resize that computes what Upsample (and opset-10 Resize) did.
+    fn resize_modes(&self, g: &mut Graph, id: NodeId, mode: &str) {
+        use whittle_graph::builder::attr_string;
+        let Some(n) = g.node_mut(id) else { return };
+        n.set_attr(attr_string("mode", mode));
+        n.set_attr(attr_string("coordinate_transformation_mode", "asymmetric"));
+        if mode == "nearest" {
+            n.set_attr(attr_string("nearest_mode", "floor"));
         }
     }
 }
@@ -293,7 +421,7 @@ impl Pass for OpsetConversion {
         let mut problems = Vec::new();
         self.check(&model.graph, from, &mut problems);
         if !problems.is_empty() {
-            return Err(PassError(format!("cannot convert opset {from} to {target}:\n  {}", problems.join("\n  "))));
+            return Err(PassError(format!("cannot convert opset {from} to {target}: {}", problems.join("; "))));
         }
         self.convert(&mut model.graph, from, &mut report);
         model.set_opset("", target);

@@ -86,6 +86,7 @@ macro_rules! declare_passes {
 }
 
 declare_passes! {
+    initializers_as_constants::InitializersAsConstants,
     opset_conversion::OpsetConversion,
     remove_noops::RemoveNoops,
     constant_folding::ConstantFolding,

@@ -25,6 +25,7 @@ pub fn testdata(name: &str) -> PathBuf {
 }
 
 pub mod fixtures;
+pub mod zoo;
 
 /// Runs registered passes (default parameters) with the real pass manager: shape inference with
 /// these input shapes before each step, validation and type checks after each.

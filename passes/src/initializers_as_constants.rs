@@ -1,0 +1,51 @@
+//! `initializers_as_constants`: treats initializers that are also listed as graph inputs as the
+//! constants they are, and removes them from the inputs.
+//!
+//! Before IR version 4 every initializer had to be listed as a graph input too, and older
+//! converters (and some exporters since) still write them that way. ONNX reads such an input as
+//! an overridable default, so nothing folds into a layer whose weight "is a graph input". This
+//! pass makes them plain constants: the inputs a caller must feed do not change, the model
+//! computes the same for them (**exact** as long as nobody overrides a weight at run time, which
+//! is what a deployment does), and the IR version is raised to 4 where it was lower (IR 3 requires
+//! initializers to be listed). The report says how many inputs went.
+
+use whittle_graph::Model;
+
+use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
+
+pub struct InitializersAsConstants;
+
+impl PassDef for InitializersAsConstants {
+    const NAME: &'static str = "initializers_as_constants";
+    const SUMMARY: &'static str = "Treat initializers listed as graph inputs (IR < 4 files) as constants and drop them from the inputs";
+    const EXACT: bool = true;
+    type Params = NoParams;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
+    fn new(_: NoParams) -> Self {
+        InitializersAsConstants
+    }
+}
+
+impl Pass for InitializersAsConstants {
+    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+        let mut report = PassReport::default();
+        let g = &mut model.graph;
+        let before = g.input_infos().len();
+        let names: Vec<String> =
+            g.input_infos().iter().filter(|(v, _)| g.value(*v).constant().is_some()).map(|(v, _)| g.value(*v).name.clone()).collect();
+        let constants: Vec<_> = g.input_infos().iter().filter(|(v, _)| g.value(*v).constant().is_some()).map(|(v, _)| *v).collect();
+        g.input_infos_mut().retain(|(v, _)| !constants.contains(v));
+        let removed = before - g.input_infos().len();
+        if removed > 0 {
+            report.applied = removed;
+            let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+            let more = if names.len() > 5 { format!(", ... ({} in all)", names.len()) } else { String::new() };
+            report.notes.push(format!("{removed} initializers were also graph inputs; now constants: {}{more}", shown.join(", ")));
+            if model.ir_version() < 4 {
+                report.notes.push(format!("IR version {} -> 4 (initializers no longer listed as inputs)", model.ir_version()));
+                model.meta.ir_version = Some(4);
+            }
+        }
+        Ok(report)
+    }
+}
