@@ -191,6 +191,7 @@ fn every_shipped_pipeline_runs() {
     names.sort();
     assert!(names.contains(&"cleanup.yaml".to_string()), "{names:?}");
     let shared = whittle_tests::shared_dir();
+    let python = whittle_tests::peer_python();
     for name in &names {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out.onnx");
@@ -216,6 +217,10 @@ fn every_shipped_pipeline_runs() {
         let o = whittle(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o));
         assert!(out.is_file(), "{name}: no output");
+        // What a shipped pipeline exports passes the ONNX checker's full check.
+        if let Some(python) = &python {
+            whittle_tests::full_check(python, &out).unwrap_or_else(|e| panic!("{name}: full_check: {e}"));
+        }
     }
 }
 

@@ -87,3 +87,22 @@ pub mod numeric {
         }
     }
 }
+
+/// `onnx.checker.check_model(model, full_check=True)` with the peer Python; `Err` with its message.
+pub fn full_check(python: &std::path::Path, model: &std::path::Path) -> Result<(), String> {
+    let script = "import sys, onnx\nonnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)";
+    let o = std::process::Command::new(python).args(["-c", script]).arg(model).output().map_err(|e| e.to_string())?;
+    if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+}
+
+/// Writes an `.npz` of f32 and i64 arrays (axis 0 = sample), for data files made in tests.
+pub fn write_npz(path: &std::path::Path, f32s: &[(&str, ndarray::ArrayD<f32>)], i64s: &[(&str, ndarray::ArrayD<i64>)]) {
+    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(path).expect("create npz"));
+    for (name, a) in f32s {
+        w.add_array(*name, a).expect("write array");
+    }
+    for (name, a) in i64s {
+        w.add_array(*name, a).expect("write array");
+    }
+    w.finish().expect("finish npz");
+}

@@ -1,5 +1,6 @@
 //! Tensor shapes with static or symbolic dimensions, and shape/dtype inference ([`infer`]).
 
+pub mod declare;
 pub mod infer;
 
 use std::fmt;
