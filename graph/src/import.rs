@@ -176,7 +176,7 @@ impl Importer {
         }
 
         for (id, _) in &pending {
-            self.fold_constant_of_shape(&mut g, *id);
+            g.constant_of_shape_as_constant(*id);
         }
 
         for info in outputs {
@@ -323,28 +323,6 @@ impl Importer {
         };
         Some(tensor)
     }
-
-    /// Turns `ConstantOfShape(constant shape)` into a constant value (the node is kept verbatim
-    /// for export).
-    fn fold_constant_of_shape(&mut self, g: &mut Graph, id: NodeId) {
-        let Some(node) = g.node(id) else { return };
-        if !node.is("ConstantOfShape") || node.outputs().len() != 1 || !node.captures().is_empty() {
-            return;
-        }
-        let (Some(shape_in), Some(out)) = (node.input(0), node.output(0)) else { return };
-        let Some(dims) = g.constant(shape_in).and_then(|t| t.to_i64().ok()) else { return };
-        if dims.iter().any(|&d| d < 0) || crate::tensor::element_count(&dims).map_or(true, |n| n > MAX_SPLAT_ELEMENTS) {
-            return;
-        }
-        let value_attr = node.attr_tensor("value").cloned();
-        let Some(tensor) = splat(value_attr.as_ref(), &dims, g.value(out).name.as_str()) else { return };
-        let removed = g.remove_node_keep_outputs(id);
-        let Some(removed) = removed else { return };
-        let mut proto = removed.residual.clone();
-        proto.attribute = removed.attributes.into_iter().map(|a| a.proto).collect();
-        let origin = ConstOrigin::Node { proto, inputs: vec![shape_in], order: removed.order, modified: false };
-        g.make_constant(out, Constant { tensor, origin });
-    }
 }
 
 /// The tensor of `ConstantOfShape`: `value` (one element, default f32 0) repeated over `dims`.
@@ -413,6 +391,29 @@ impl ExternalLoader {
 }
 
 impl Graph {
+    /// Turns `ConstantOfShape(constant shape)` into a constant value whose file form stays the
+    /// one compact node (its data is not stored, whatever its size, up to 2^24 elements).
+    /// Returns whether it did.
+    pub fn constant_of_shape_as_constant(&mut self, id: NodeId) -> bool {
+        let Some(node) = self.node(id) else { return false };
+        if !node.is("ConstantOfShape") || node.outputs().len() != 1 || !node.captures().is_empty() {
+            return false;
+        }
+        let (Some(shape_in), Some(out)) = (node.input(0), node.output(0)) else { return false };
+        let Some(dims) = self.constant(shape_in).and_then(|t| t.to_i64().ok()) else { return false };
+        if dims.iter().any(|&d| d < 0) || crate::tensor::element_count(&dims).map_or(true, |n| n > MAX_SPLAT_ELEMENTS) {
+            return false;
+        }
+        let value_attr = node.attr_tensor("value").cloned();
+        let Some(tensor) = splat(value_attr.as_ref(), &dims, self.value(out).name.as_str()) else { return false };
+        let Some(removed) = self.remove_node_keep_outputs(id) else { return false };
+        let mut proto = removed.residual.clone();
+        proto.attribute = removed.attributes.into_iter().map(|a| a.proto).collect();
+        let origin = ConstOrigin::Node { proto, inputs: vec![shape_in], order: removed.order, modified: false };
+        self.make_constant(out, Constant { tensor, origin });
+        true
+    }
+
     /// Removes a node but keeps its output values (their definition is replaced by the caller).
     pub(crate) fn remove_node_keep_outputs(&mut self, id: NodeId) -> Option<crate::ir::Node> {
         let n = self.node(id)?.inputs().len();

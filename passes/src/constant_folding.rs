@@ -9,7 +9,9 @@
 //! operator defines.
 //!
 //! Size cap: a fold whose result is larger than the constants it reads by more than
-//! `max_growth_bytes` is declined (Expand/Tile/ConstantOfShape of constants would inflate the file).
+//! `max_growth_bytes` is declined (Expand/Tile of constants would inflate the file). A
+//! `ConstantOfShape` of a constant shape becomes a constant kept in its compact node form, so
+//! it never grows the file (old converters write large weights that way).
 //!
 //! Shapes: folding `Shape` bakes the current input shapes into the model. When that happens the
 //! graph inputs' declared shapes are pinned to those concrete shapes, so the exported model says
@@ -115,6 +117,12 @@ impl Pass for ConstantFolding {
                 Some(n) => (model.graph.node_label(id), n.op_type().to_string(), matches!(n.op_type(), "Shape" | "Size")),
                 None => continue,
             };
+            // A ConstantOfShape of a known shape becomes a constant that the file still stores as
+            // the one compact node: later folds can read it, and the model does not grow.
+            if op == "ConstantOfShape" && model.graph.constant_of_shape_as_constant(id) {
+                report.applied += 1;
+                continue;
+            }
             match self.try_fold(model, id) {
                 Outcome::Folded(tensors) => {
                     folded_shapes |=
@@ -177,7 +185,12 @@ fn pin_input_shapes(model: &mut Model, report: &mut PassReport) {
     }
 }
 
-/// Turns `Constant` nodes into initializers (ConstantOfShape ones only when small).
+/// A ConstantOfShape node takes about this many bytes in a file: lifting one whose data is
+/// larger would grow the model.
+const SPLAT_LIFT_BYTES: u64 = 32;
+
+/// Turns `Constant` nodes into initializers (ConstantOfShape ones only when their data is no
+/// larger than the node: the cleanup never grows a model).
 fn lift_constant_nodes(model: &mut Model, max_bytes: u64) -> usize {
     let g = &mut model.graph;
     let ids: Vec<ValueId> = g.value_ids().collect();
@@ -187,7 +200,7 @@ fn lift_constant_nodes(model: &mut Model, max_bytes: u64) -> usize {
         let Some(c) = value.constant() else { continue };
         let ConstOrigin::Node { proto, inputs, .. } = &c.origin else { continue };
         let splat = proto.op_type.as_deref() != Some("Constant");
-        if splat && c.tensor.byte_size() > max_bytes {
+        if splat && c.tensor.byte_size() > SPLAT_LIFT_BYTES.min(max_bytes) {
             continue;
         }
         let deps = inputs.clone();
