@@ -274,3 +274,19 @@ fn a_misspelt_set_key_exits_2_with_the_closest_key() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("list of"), "{}", text(&o));
 }
+
+#[test]
+fn the_generic_cleanup_serves_the_shared_models() {
+    let Some(shared) = whittle_tests::shared_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (model, input, data) in [
+        ("ch_ppocr_mobile_v2.0_cls_infer.onnx", "x=1,3,48,192", "ocr_cls_eval.npz"),
+        ("ch_PP-OCRv4_rec_infer.onnx", "x=1,3,48,320", "ocr_rec_eval.npz"),
+    ] {
+        let path = shared.join("models").join(model);
+        let out = dir.path().join(model);
+        let r = assert_cleans("cleanup.yaml", &path, &out, &["--input", input, "--eval", &s(&shared.join("data").join(data))]);
+        assert_eq!(r["gate"]["passed"], true, "{model}");
+        assert!(r["evaluation"]["source"].to_string().contains(data), "{model}: {}", r["evaluation"]);
+    }
+}

@@ -323,11 +323,7 @@ impl OpsetConversion {
         };
         let constant = |g: &mut Graph, suffix: &str, t: Tensor| g.add_constant(&format!("{label}_{suffix}"), t);
         match op {
-            "BatchNormalization" if from < 9 => {
-                if take(g, "spatial").is_some() {
-                    report.applied += 1;
-                }
-            }
+            "BatchNormalization" if from < 9 && take(g, "spatial").is_some() => report.applied += 1,
             "Slice" if from < 10 && self.0.target >= 10 => {
                 let (starts, ends, axes) = (take(g, "starts"), take(g, "ends"), take(g, "axes"));
                 let ints = |a: Option<whittle_graph::onnx::AttributeProto>| a.map(|a| a.ints).unwrap_or_default();

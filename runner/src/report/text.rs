@@ -23,7 +23,7 @@ pub fn render_text(r: &Report) -> String {
     }
     let _ = writeln!(s, "model   {}", r.files.model);
     let inputs: Vec<String> = r.inputs.iter().map(|i| format!("{}={}", i.name, join(&i.shape))).collect();
-    let _ = writeln!(s, "inputs  {}", inputs.join(" "));
+    let _ = writeln!(s, "inputs  {}  (one sample at a time, at these full shapes)", inputs.join(" "));
     let labels = r.evaluation.labels.as_deref().map(|l| format!(", {l} labels")).unwrap_or_default();
     let _ = writeln!(s, "eval    {} ({} samples{labels})", r.evaluation.source, r.evaluation.samples);
     if let Some(c) = &r.calibration {
