@@ -9,14 +9,10 @@ use std::process::{Command, Output};
 
 use prost::Message;
 
-fn whittle(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_whittle")).args(args).output().expect("run whittle");
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "whittle panicked: {}", String::from_utf8_lossy(&o.stderr));
-    o
-}
+use whittle_tests::cli::text;
 
-fn text(o: &Output) -> String {
-    format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+fn whittle(args: &[&str]) -> Output {
+    whittle_tests::cli::run(env!("CARGO_BIN_EXE_whittle"), args)
 }
 
 fn pipeline(name: &str) -> String {

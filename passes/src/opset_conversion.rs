@@ -11,7 +11,8 @@
 //! - opset 11: `Pad`'s `pads`/`value` and `Clip`'s `min`/`max` attributes become inputs (float
 //!   data only); an opset-10 `Resize` gets the same explicit modes and empty `roi` (its meaning
 //!   was asymmetric with floor rounding; opset 11 changed the defaults);
-//! - opset 12: `Dropout`'s `ratio` attribute becomes an input;
+//! - opset 12: `Dropout`'s `ratio` attribute becomes an input (a leftover opset-6 `is_test`
+//!   attribute is dropped: Dropout is the identity in inference either way);
 //! - opset 13: `Squeeze`, `Unsqueeze`, `ReduceSum` take `axes` as an input instead of an attribute;
 //!   `Split` takes `split` as an input; `Softmax`/`LogSoftmax`/`Hardmax` switch from "flatten at
 //!   `axis`" to "along `axis`" semantics, which agree when `axis` is the last axis (other axes are
@@ -324,6 +325,8 @@ impl OpsetConversion {
         let constant = |g: &mut Graph, suffix: &str, t: Tensor| g.add_constant(&format!("{label}_{suffix}"), t);
         match op {
             "BatchNormalization" if from < 9 && take(g, "spatial").is_some() => report.applied += 1,
+            // Opset 6's training switch, still written by some converters: inference either way.
+            "Dropout" if take(g, "is_test").is_some() => report.applied += 1,
             "Slice" if from < 10 && self.0.target >= 10 => {
                 let (starts, ends, axes) = (take(g, "starts"), take(g, "ends"), take(g, "axes"));
                 let ints = |a: Option<whittle_graph::onnx::AttributeProto>| a.map(|a| a.ints).unwrap_or_default();

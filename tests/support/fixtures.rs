@@ -49,6 +49,14 @@ pub fn model(graph: GraphProto) -> ModelProto {
     }
 }
 
+pub fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    TensorProto {
+        data_type: Some(7),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()),
+        ..f32_tensor(name, dims, &[])
+    }
+}
+
 pub fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     TensorProto {
         name: Some(name.into()),

@@ -106,3 +106,22 @@ pub fn write_npz(path: &std::path::Path, f32s: &[(&str, ndarray::ArrayD<f32>)], 
     }
     w.finish().expect("finish npz");
 }
+
+pub mod cli {
+    //! Running the `whittle` binary from a test of the cli crate (which alone knows its path,
+    //! `env!("CARGO_BIN_EXE_whittle")`).
+
+    use std::process::{Command, Output};
+
+    /// Runs `bin` with `args`; fails the test if it panicked.
+    pub fn run(bin: &str, args: &[&str]) -> Output {
+        let o = Command::new(bin).args(args).output().expect("run whittle");
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "whittle panicked: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    }
+
+    /// Stdout and stderr, for assertion messages.
+    pub fn text(o: &Output) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    }
+}

@@ -6,7 +6,7 @@
 use whittle_graph::onnx::attribute_proto::AttributeType;
 use whittle_graph::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 
-use crate::fixtures::{f32_info, f32_tensor, node};
+use crate::fixtures::{f32_info, f32_tensor, i64_tensor, node};
 use crate::numeric::weights;
 
 fn attr_i(name: &str, v: i64) -> AttributeProto {
@@ -41,16 +41,6 @@ fn attr_g(name: &str, g: GraphProto) -> AttributeProto {
 fn with(mut n: NodeProto, attrs: Vec<AttributeProto>) -> NodeProto {
     n.attribute = attrs;
     n
-}
-
-fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(7),
-        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()),
-        ..Default::default()
-    }
 }
 
 fn info(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
