@@ -123,3 +123,39 @@ fn convert_of_bad_input_writes_nothing() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("cycle.onnx")], "no partial output files");
 }
+
+/// External data may not leave the model's folder through symbolic links (to a file or through a
+/// folder), and only regular files are read: a FIFO as model or data would block forever.
+#[test]
+fn external_data_cannot_escape_through_links_and_fifos_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.bin"), [7u8; 16]).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.bin"), dir.path().join("w.bin")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+    for (name, location) in [("file_link.onnx", "w.bin"), ("dir_link.onnx", "sub/secret.bin")] {
+        let (code, err) = inspect_bytes(dir.path(), name, &fixtures::external_model(location).encode_to_vec());
+        assert_invalid(code, &err, name, &["outside the model's folder"]);
+        // convert --inline-data must not copy the file into a model either.
+        let out = dir.path().join(format!("{name}.inlined.onnx"));
+        let (code, _) = whittle(&["convert", dir.path().join(name).to_str().unwrap(), out.to_str().unwrap(), "--inline-data"]);
+        assert_eq!(code, 2);
+        assert!(!out.exists());
+    }
+    // A link that stays inside the folder is fine.
+    std::fs::write(dir.path().join("real.bin"), [0u8; 16]).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real.bin"), dir.path().join("inside.bin")).unwrap();
+    let (code, err) = inspect_bytes(dir.path(), "inside.onnx", &fixtures::external_model("inside.bin").encode_to_vec());
+    assert_eq!(code, 0, "{err}");
+    // FIFOs.
+    let fifo = dir.path().join("fifo.onnx");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    if made {
+        let (code, err) = whittle(&["inspect", fifo.to_str().unwrap()]);
+        assert_invalid(code, &err, "fifo.onnx", &["not a regular file"]);
+        let data_fifo = dir.path().join("data.fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&data_fifo).status().unwrap().success());
+        let (code, err) = inspect_bytes(dir.path(), "fifo_data.onnx", &fixtures::external_model("data.fifo").encode_to_vec());
+        assert_invalid(code, &err, "fifo_data.onnx", &["not a regular file"]);
+    }
+}

@@ -26,6 +26,10 @@ const MAX_SPLAT_ELEMENTS: u64 = 1 << 24;
 /// Reads a model file. External data files are resolved against the model's folder.
 pub fn load_model(path: &Path) -> Result<Model, ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    // Only regular files: opening a FIFO would block forever.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::Error::other("not a regular file") });
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: the mapping is read-only; like every tool reading model files, we assume the file is
     // not truncated by another process while we hold it.
@@ -373,7 +377,17 @@ impl ExternalLoader {
         let length = parse("length")?;
         if !self.files.contains_key(location) {
             let path = base.join(rel);
-            let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // Symbolic links may not lead out of the model's folder (as onnx and onnxruntime
+            // refuse), and only regular files are read (a FIFO would block forever).
+            let real = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
+            let folder = base.canonicalize().map_err(|e| format!("{}: {e}", base.display()))?;
+            if !real.starts_with(&folder) {
+                return Err(format!("{} leads outside the model's folder (to {}): refused", path.display(), real.display()));
+            }
+            if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+                return Err(format!("{} is not a regular file", path.display()));
+            }
+            let file = std::fs::File::open(&real).map_err(|e| format!("{}: {e}", path.display()))?;
             // SAFETY: read-only mapping of a file we do not modify.
             let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
             self.files.insert(location.to_string(), Bytes::from_owner(map));

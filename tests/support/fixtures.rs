@@ -123,6 +123,11 @@ pub fn unknown_dtype_model() -> ModelProto {
 
 /// An initializer stored in an external file that does not exist.
 pub fn missing_external_model() -> ModelProto {
+    external_model("weights_missing.bin")
+}
+
+/// `relu_model` with a 4-float initializer `w` stored in the external file `location`.
+pub fn external_model(location: &str) -> ModelProto {
     let mut m = relu_model();
     let entry = |k: &str, v: &str| StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) };
     m.graph.as_mut().expect("graph").initializer.push(TensorProto {
@@ -130,7 +135,7 @@ pub fn missing_external_model() -> ModelProto {
         dims: vec![4],
         data_type: Some(1),
         data_location: Some(DataLocation::External as i32),
-        external_data: vec![entry("location", "weights_missing.bin"), entry("offset", "0"), entry("length", "16")],
+        external_data: vec![entry("location", location), entry("offset", "0"), entry("length", "16")],
         ..Default::default()
     });
     m

@@ -14,6 +14,7 @@ mod data_source;
 pub mod diagnostic;
 pub mod locate;
 mod overrides;
+pub mod paths;
 mod prepare;
 pub mod set;
 pub mod spec;

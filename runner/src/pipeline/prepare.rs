@@ -7,6 +7,7 @@ use whittle_graph::Model;
 use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 
 use super::data_source::{self, Loaded};
+use super::paths;
 use super::spec::{DataSpec, RandomSpec};
 use super::{Diagnostic, Origin, Pipeline, PipelineError, Seg, Setting};
 use crate::data::{DatumType, InputShape};
@@ -25,6 +26,8 @@ pub struct Prepared {
     pub report: Option<PathBuf>,
     /// Things the user should know (defaults taken, unknown ops).
     pub notes: Vec<String>,
+    /// Every path the run reads: nothing it writes may be one of them.
+    pub reads: Vec<paths::Read>,
 }
 
 impl Prepared {
@@ -98,22 +101,44 @@ impl Pipeline {
         };
         let calibration = self.calibration.as_ref().and_then(|s| self.load_data(s, &shapes, &dtypes, &mut errors));
 
-        // Outputs.
+        // Outputs: never over anything this run reads, never a folder.
+        let reads = self.reads(&model_path, &model);
         let output = self.output.as_ref().map(|s| s.value.clone());
-        if let Some(out) = &self.output
-            && same_file(&out.value, &model_path)
-        {
-            errors.push(self.diagnostic(&out.origin, "the output path is the input model: whittle never overwrites its input"));
-        }
         let report = self.report.as_ref().map(|s| s.value.clone()).or_else(|| output.as_ref().map(|o| o.with_extension("report.json")));
-        if let (Some(r), Some(o)) = (&report, &output)
-            && same_file(r, o)
-        {
-            let origin = self.report.as_ref().map(|s| s.origin.clone()).unwrap_or(Origin::Default);
-            errors.push(self.diagnostic(&origin, "the report path is the output model path"));
+        let report_origin = self
+            .report
+            .as_ref()
+            .map(|s| s.origin.clone())
+            .unwrap_or_else(|| self.output.as_ref().map_or(Origin::Default, |s| s.origin.clone()));
+        if let Some(out) = &self.output {
+            let data_file =
+                out.value.with_file_name(format!("{}.data", out.value.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()));
+            for (path, what) in [(&out.value, "output model"), (&data_file, "output's external data file")] {
+                if let Some(m) = paths::conflict(path, what, &reads) {
+                    errors.push(self.diagnostic(&out.origin, m));
+                }
+            }
+            if out.value.is_dir() {
+                errors.push(self.diagnostic(&out.origin, format!("the output path {} is a folder", out.value.display())));
+            }
+        }
+        if let Some(r) = &report {
+            if let Some(m) = paths::conflict(r, "report", &reads) {
+                errors.push(self.diagnostic(&report_origin, m));
+            }
+            if r.is_dir() {
+                errors.push(self.diagnostic(&report_origin, format!("the report path {} is a folder", r.display())));
+            }
+            if let Some(o) = &output
+                && paths::same_file(r, o)
+            {
+                errors.push(self.diagnostic(&report_origin, "the report path is the output model path"));
+            }
         }
         match (evaluation, errors.is_empty()) {
-            (Some(evaluation), true) => Ok(Prepared { model_path, model, input_shapes, evaluation, calibration, output, report, notes }),
+            (Some(evaluation), true) => {
+                Ok(Prepared { model_path, model, input_shapes, evaluation, calibration, output, report, notes, reads })
+            }
             _ => fail(errors),
         }
     }
@@ -162,6 +187,31 @@ impl Pipeline {
         shapes
     }
 
+    /// Every path this run reads: the model, its external data files, the pipeline file, the
+    /// data files and image folders.
+    fn reads(&self, model_path: &std::path::Path, model: &Model) -> Vec<paths::Read> {
+        let read = |path: PathBuf, what: &str, folder: bool| paths::Read { path, what: what.to_string(), folder };
+        let mut reads = vec![read(model_path.to_path_buf(), "input model", false)];
+        let dir = model_path.parent().unwrap_or(std::path::Path::new(""));
+        let g = &model.graph;
+        let mut locations: Vec<String> =
+            g.value_ids().filter_map(|v| g.value(v).constant()?.tensor.external_entry("location").map(str::to_string)).collect();
+        locations.sort();
+        locations.dedup();
+        reads.extend(locations.into_iter().map(|l| read(dir.join(l), "model's external data file", false)));
+        if self.file.is_file() {
+            reads.push(read(self.file.clone(), "pipeline", false));
+        }
+        for (spec, what) in [(&self.evaluation, "evaluation data"), (&self.calibration, "calibration data")] {
+            if let Some(s) = spec
+                && let Some(p) = s.value.path()
+            {
+                reads.push(read(p.to_path_buf(), what, s.value.images.is_some()));
+            }
+        }
+        reads
+    }
+
     fn load_data(
         &self,
         s: &Setting<DataSpec>,
@@ -205,7 +255,7 @@ fn missing_shape_message(name: &str, declared: Option<&whittle_graph::Shape>) ->
         .enumerate()
         .filter(|(_, d)| d.known().is_none_or(|k| k <= 0))
         .map(|(i, d)| match d {
-            whittle_graph::Dim::Sym(s) => format!("{i} (`{s}`)"),
+            whittle_graph::Dim::Sym(s) if s != "?" => format!("{i} (`{s}`)"),
             _ => format!("{i}"),
         })
         .collect();
@@ -217,7 +267,7 @@ fn missing_shape_message(name: &str, declared: Option<&whittle_graph::Shape>) ->
             Some(k) => k.to_string(),
             None if i == 0 => "1".into(),
             None => match d {
-                whittle_graph::Dim::Sym(s) => format!("<{s}>"),
+                whittle_graph::Dim::Sym(s) if s != "?" => format!("<{s}>"),
                 _ => format!("<d{i}>"),
             },
         })
@@ -249,11 +299,4 @@ fn dims_problem(dims: &[i64], declared: Option<&whittle_graph::Shape>) -> Option
         }
     }
     None
-}
-
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
 }

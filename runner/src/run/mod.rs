@@ -85,6 +85,31 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions) -> Result<RunOutc
         ),
     };
     let prepared = pipeline.prepare()?;
+    // The dump folder gets `NN-PASS.txt` files: none of them may be something the run reads.
+    if let Some(dir) = &options.dump_after_each {
+        let names: Vec<String> = std::iter::once("original")
+            .chain(pipeline.steps.iter().map(|s| s.name))
+            .enumerate()
+            .map(|(i, name)| format!("{i:02}-{name}.txt"))
+            .collect();
+        let clash = prepared.reads.iter().find(|r| {
+            crate::pipeline::paths::same_file(&r.path, dir)
+                || names.iter().any(|n| crate::pipeline::paths::same_file(&r.path, &dir.join(n)))
+        });
+        if let Some(r) = clash {
+            return Err(PipelineError::from(Diagnostic {
+                file: pipeline.file.clone(),
+                position: Position::Flag(format!("--dump-after-each {}", dir.display())),
+                message: format!(
+                    "the dump folder would write over the {} {}: whittle never writes over what it reads",
+                    r.what,
+                    r.path.display()
+                ),
+                did_you_mean: Vec::new(),
+            })
+            .into());
+        }
+    }
     let pool = match options.threads {
         None => None,
         Some(n) => Some(

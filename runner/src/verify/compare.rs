@@ -266,7 +266,11 @@ fn ctc(
     let classes = match shape {
         [1, _, c] if *c > 1 => *c,
         _ => {
-            return Err(VerifyError::InvalidOption { what: format!("CTC needs an output of shape [1, T, classes], found {shape:?} (a pipeline's `verify.ctc` is for text recognizers: --set verify.ctc=false turns it off)") });
+            return Err(VerifyError::InvalidOption {
+                what: format!(
+                    "CTC needs an output of shape [1, T, classes], found {shape:?} (a pipeline's `verify.ctc` is for text recognizers: --set verify.ctc=false turns it off)"
+                ),
+            });
         }
     };
     let decode = |outs: &[&ArrayD<f32>]| outs.iter().map(|a| ctc_greedy_decode(&slice(a), classes)).collect::<Vec<_>>();
