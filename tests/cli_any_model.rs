@@ -113,9 +113,9 @@ fn the_cleaned_default_model_passes_full_check() {
 #[test]
 fn zoo_models_from_old_converters_get_through_the_cleanup() {
     let dir = tempfile::tempdir().unwrap();
-    for opset in [7, 8, 9] {
-        let model = write(dir.path(), &format!("zoo{opset}.onnx"), &whittle_tests::zoo::zoo_model(opset));
-        let out = dir.path().join(format!("zoo{opset}.clean.onnx"));
+    for (opset, mode) in [(7, "nearest"), (8, "nearest"), (9, "nearest"), (9, "linear")] {
+        let model = write(dir.path(), &format!("zoo{opset}{mode}.onnx"), &whittle_tests::zoo::zoo_model_with(opset, mode));
+        let out = dir.path().join(format!("zoo{opset}{mode}.clean.onnx"));
         let r = assert_cleans("cleanup.yaml", &model, &out, &[]);
         let notes = r["notes"].to_string() + &r["steps"].to_string();
         assert!(notes.contains("initializers were also graph inputs"), "opset {opset}: {notes}");
@@ -285,4 +285,78 @@ fn the_generic_cleanup_serves_the_shared_models() {
         assert_eq!(r["gate"]["passed"], true, "{model}");
         assert!(r["evaluation"]["source"].to_string().contains(data), "{model}: {}", r["evaluation"]);
     }
+}
+
+/// Slice/TopK (attributes before opset 10), Pad/Clip (before 11) and opset-10 Resize converted
+/// to opset 13, judged by onnxruntime, which runs the old operators themselves (tract lacks
+/// TopK-1, so its reference there is the converted model).
+#[test]
+fn attributes_that_became_inputs_convert_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // tract's own opset-10 Resize rounds `nearest` half-up, where ONNX (its reference and
+    // onnxruntime) floors: there the gate refuses a conversion that onnxruntime confirms. Known,
+    // and recorded here so a change in either shows.
+    let dir2 = tempfile::tempdir().unwrap();
+    let model = write(dir2.path(), "old10nearest.onnx", &whittle_tests::zoo::old_ops_model(10, "nearest"));
+    let o = whittle(&[
+        "run",
+        &pipeline("cleanup.yaml"),
+        "--model",
+        &s(&model),
+        "--out",
+        &s(&dir2.path().join("o.onnx")),
+        "--set",
+        "verify.max_size_ratio=1.8",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("after step 2 (opset_conversion)"), "{}", text(&o));
+    for (opset, mode) in [(9, "nearest"), (10, "linear")] {
+        let model = write(dir.path(), &format!("old{opset}{mode}.onnx"), &whittle_tests::zoo::old_ops_model(opset, mode));
+        let out = dir.path().join(format!("old{opset}{mode}.clean.onnx"));
+        // Attribute values become initializers (some 50 bytes each), which this weightless
+        // model has nothing to win back from: allow it to grow.
+        let o =
+            whittle(&["run", &pipeline("cleanup.yaml"), "--model", &s(&model), "--out", &s(&out), "--set", "verify.max_size_ratio=1.8"]);
+        assert_eq!(o.status.code(), Some(0), "opset {opset} {mode}: {}", text(&o));
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.with_extension("report.json")).unwrap()).unwrap();
+        if let Some(python) = whittle_tests::peer_python() {
+            whittle_tests::full_check(&python, &out).unwrap_or_else(|e| panic!("opset {opset} {mode}: full_check: {e}"));
+        }
+        let conversion = &r["steps"][1];
+        assert_eq!(conversion["pass"], "opset_conversion");
+        assert!(conversion["applied"].as_u64().unwrap() >= if opset < 10 { 4 } else { 3 }, "{conversion}");
+        if let Some(python) = whittle_tests::peer_python()
+            && let Some(shared) = whittle_tests::shared_dir()
+        {
+            let data = dir.path().join("old_data.npz");
+            let x = ndarray::ArrayD::from_shape_vec(vec![3, 1, 4, 6, 6], whittle_tests::numeric::weights(3 * 144, 5)).unwrap();
+            whittle_tests::write_npz(&data, &[("x", x)], &[]);
+            let o = Command::new(&python)
+                .arg(shared.join("peer/compare.py"))
+                .args([s(&model), s(&out), "--inputs".into(), s(&data), "--runs".into(), "0".into(), "--min-sqnr".into(), "100".into()])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "opset {opset} {mode}: onnxruntime disagrees: {}", text(&o));
+        }
+    }
+}
+
+/// BatchNormalization with spatial=0 has no opset-9 form: refused, naming the node and why.
+#[test]
+fn a_refused_conversion_names_the_op_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = whittle_tests::zoo::zoo_model(8);
+    let bn = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type.as_deref() == Some("BatchNormalization")).unwrap();
+    bn.attribute.retain(|a| a.name.as_deref() != Some("spatial"));
+    bn.attribute.push(whittle_graph::onnx::AttributeProto {
+        name: Some("spatial".into()),
+        r#type: Some(whittle_graph::onnx::attribute_proto::AttributeType::Int as i32),
+        i: Some(0),
+        ..Default::default()
+    });
+    let model = write(dir.path(), "spatial0.onnx", &m);
+    let o = whittle(&["run", &pipeline("cleanup.yaml"), "--model", &s(&model), "--out", &s(&dir.path().join("o.onnx"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let all = text(&o);
+    assert!(all.contains("cannot convert opset 8 to 13: bn1 (BatchNormalization): spatial=0"), "{all}");
 }

@@ -334,6 +334,24 @@ impl Graph {
         self.push_value(&name, ValueDef::Constant(Box::new(Constant { tensor, origin: ConstOrigin::New(order) })))
     }
 
+    /// Bytes a constant takes in the file: its data, or for a `ConstantOfShape` kept in that
+    /// compact form, just the node (changing its data would store it all). `None` for a value
+    /// that is not a constant.
+    pub fn stored_bytes(&self, id: ValueId) -> Option<u64> {
+        let c = self.value(id).constant()?;
+        Some(match &c.origin {
+            ConstOrigin::Node { proto, .. } if proto.op_type.as_deref() == Some("ConstantOfShape") => {
+                prost::Message::encoded_len(proto) as u64
+            }
+            _ => c.tensor.byte_size(),
+        })
+    }
+
+    /// Whether a constant is a `ConstantOfShape` kept in that compact form.
+    pub fn is_compact_constant(&self, id: ValueId) -> bool {
+        matches!(self.value(id).constant().map(|c| &c.origin), Some(ConstOrigin::Node { proto, .. }) if proto.op_type.as_deref() == Some("ConstantOfShape"))
+    }
+
     /// Replaces the tensor of a constant, keeping how it is stored (a `ConstantOfShape` becomes a
     /// `Constant` node, since its data is no longer one repeated value).
     pub fn set_constant(&mut self, id: ValueId, tensor: Tensor) {

@@ -16,6 +16,9 @@ use whittle_graph::{DataType, Graph, NodeId, Tensor};
 
 use crate::rewrite::is_exclusive_constant;
 
+/// The largest compact (ConstantOfShape) weight a fold may write out as data.
+const MAX_MATERIALIZED_BYTES: u64 = 1024;
+
 /// The weight layout of a Conv/ConvTranspose/Gemm (from [`whittle_graph::channels`]), its dims
 /// and group.
 fn layout(g: &Graph, layer: NodeId) -> Result<(WeightAxes, Vec<i64>, i64), String> {
@@ -48,6 +51,11 @@ pub fn check_foldable(g: &Graph, layer: NodeId) -> Result<(), String> {
     }
     if !is_exclusive_constant(g, w, layer) {
         return Err("the layer's weight is shared with another node".into());
+    }
+    // Folding rewrites the weight; one stored compactly as ConstantOfShape would be written out
+    // whole, and the cleanup never grows a model.
+    if g.is_compact_constant(w) && wt.byte_size() > MAX_MATERIALIZED_BYTES {
+        return Err(format!("the layer's weight is a compact ConstantOfShape; folding would store its {} bytes", wt.byte_size()));
     }
     if let Some(b) = n.input(2) {
         let Some(bt) = g.constant(b) else { return Err("the layer's bias is not a constant".into()) };

@@ -94,7 +94,8 @@ impl ConstantFolding {
         };
         match result {
             Ok(out) => {
-                let in_bytes: u64 = inputs.iter().flatten().map(|t| t.byte_size()).sum();
+                // What the inputs take in the file (a compact ConstantOfShape: only its node).
+                let in_bytes: u64 = n.inputs().iter().flatten().filter_map(|v| g.stored_bytes(*v)).sum();
                 let out_bytes: u64 = out.iter().map(Tensor::byte_size).sum();
                 if out_bytes > in_bytes + self.0.max_growth_bytes {
                     Outcome::Declined(format!("the result ({out_bytes} bytes) would grow the model by more than max_growth_bytes"))

@@ -4,25 +4,37 @@
 //! Before IR version 4 every initializer had to be listed as a graph input too, and older
 //! converters (and some exporters since) still write them that way. ONNX reads such an input as
 //! an overridable default, so nothing folds into a layer whose weight "is a graph input". This
-//! pass makes them plain constants: the inputs a caller must feed do not change, the model
-//! computes the same for them (**exact** as long as nobody overrides a weight at run time, which
-//! is what a deployment does), and the IR version is raised to 4 where it was lower (IR 3 requires
+//! pass makes them plain constants: the inputs a caller must feed do not change and the model
+//! computes the same for them (**exact**). The IR version is raised to 4 (IR 3 requires
 //! initializers to be listed). The report says how many inputs went.
+//!
+//! From IR 4 on, listing an initializer as an input is a deliberate choice: an overridable
+//! default that a caller may feed. Those are left alone (and reported) unless
+//! `include_ir4_and_later` is set, since after the pass they can no longer be fed.
 
+use serde::{Deserialize, Serialize};
 use whittle_graph::Model;
 
-use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 
-pub struct InitializersAsConstants;
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Also in IR >= 4 files, where such inputs are overridable defaults.
+    pub include_ir4_and_later: bool,
+}
+
+pub struct InitializersAsConstants(Params);
 
 impl PassDef for InitializersAsConstants {
     const NAME: &'static str = "initializers_as_constants";
     const SUMMARY: &'static str = "Treat initializers listed as graph inputs (IR < 4 files) as constants and drop them from the inputs";
     const EXACT: bool = true;
-    type Params = NoParams;
-    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[];
-    fn new(_: NoParams) -> Self {
-        InitializersAsConstants
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] =
+        &[("include_ir4_and_later", "bool", "also in IR >= 4 files, where such inputs are overridable defaults a caller may feed")];
+    fn new(params: Params) -> Self {
+        InitializersAsConstants(params)
     }
 }
 
@@ -34,6 +46,16 @@ impl Pass for InitializersAsConstants {
         let names: Vec<String> =
             g.input_infos().iter().filter(|(v, _)| g.value(*v).constant().is_some()).map(|(v, _)| g.value(*v).name.clone()).collect();
         let constants: Vec<_> = g.input_infos().iter().filter(|(v, _)| g.value(*v).constant().is_some()).map(|(v, _)| *v).collect();
+        if !constants.is_empty() && model.ir_version() >= 4 && !self.0.include_ir4_and_later {
+            report.notes.push(format!(
+                "{} initializers are also graph inputs, overridable defaults in this IR {} file: left as inputs \
+                 (include_ir4_and_later: true makes them constants; callers can then no longer feed them)",
+                constants.len(),
+                model.ir_version()
+            ));
+            return Ok(report);
+        }
+        let g = &mut model.graph;
         g.input_infos_mut().retain(|(v, _)| !constants.contains(v));
         let removed = before - g.input_infos().len();
         if removed > 0 {

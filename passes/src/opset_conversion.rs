@@ -241,18 +241,24 @@ impl OpsetConversion {
                 }
             }
             let label = || format!("{} ({})", g.node_label(id), n.op_type());
-            let float_data = || n.input(0).and_then(|x| g.value(x).dtype).is_some_and(|d| d.is_float());
+            let f32_data = || n.input(0).and_then(|x| g.value(x).dtype) == Some(whittle_graph::DataType::Float);
             match n.op_type() {
                 "BatchNormalization" if from < 9 && n.attr_int("spatial").unwrap_or(1) == 0 => {
                     problems.push(format!("{}: spatial=0 (per-activation statistics) has no equivalent from opset 9", label()))
                 }
                 "Upsample" if from < 9 && n.attr_floats("scales").is_none() => problems.push(format!("{}: no `scales` attribute", label())),
                 "Upsample" if from >= 9 && n.input(1).is_none() => problems.push(format!("{}: no scales input", label())),
-                "Upsample" | "Resize" if !matches!(n.attr_string("mode").as_deref().unwrap_or("nearest"), "nearest" | "linear") => {
+                "Upsample" | "Resize"
+                    if (n.op_type() == "Upsample" || from == 10)
+                        && !matches!(n.attr_string("mode").as_deref().unwrap_or("nearest"), "nearest" | "linear") =>
+                {
                     problems.push(format!("{}: mode {:?} has no Resize equivalent here", label(), n.attr_string("mode")))
                 }
-                "Pad" | "Clip" if from < 11 && !float_data() => {
-                    problems.push(format!("{}: its attributes become inputs of the data's type, known here only for float data", label()))
+                "Pad" | "Clip" if from < 11 && !f32_data() => {
+                    problems.push(format!("{}: its attributes become inputs of the data's type, converted here for f32 data only", label()))
+                }
+                "Dropout" if from < 10 && n.output(1).is_some_and(|m| !g.value(m).uses().is_empty() || g.is_graph_output(m)) => {
+                    problems.push(format!("{}: its mask output is read, and the mask's type changed to bool in opset 10", label()))
                 }
                 "Pad" if from < 11 && n.attr_ints("pads").is_none() => problems.push(format!("{}: no `pads` attribute", label())),
                 "Slice" if from < 10 && (n.attr_ints("starts").is_none() || n.attr_ints("ends").is_none()) => {
@@ -377,13 +383,26 @@ impl OpsetConversion {
                 report.applied += 1;
             }
             "Clip" if from < 11 && self.0.target >= 11 => {
-                let lo = take(g, "min").and_then(|a| a.f).unwrap_or(f32::NEG_INFINITY);
-                let hi = take(g, "max").and_then(|a| a.f).unwrap_or(f32::INFINITY);
-                let lo = constant(g, "min", Tensor::from_f32("", &[], &[lo]));
-                let hi = constant(g, "max", Tensor::from_f32("", &[], &[hi]));
+                // An absent bound stays absent (no clipping on that side), as before.
+                let lo = take(g, "min").and_then(|a| a.f).map(|v| constant(g, "min", Tensor::from_f32("", &[], &[v])));
+                let hi = take(g, "max").and_then(|a| a.f).map(|v| constant(g, "max", Tensor::from_f32("", &[], &[v])));
                 g.truncate_inputs(id, 1);
-                g.push_input(id, Some(lo));
-                g.push_input(id, Some(hi));
+                g.push_input(id, lo);
+                if hi.is_some() {
+                    g.push_input(id, hi);
+                }
+                report.applied += 1;
+            }
+            // From opset 18 an even Split names its number of outputs.
+            "Split"
+                if from < 18
+                    && self.0.target >= 18
+                    && g.node(id).is_some_and(|n| n.input(1).is_none() && n.attr("num_outputs").is_none()) =>
+            {
+                let outputs = g.node(id).map_or(0, |n| n.outputs().len());
+                if let Some(n) = g.node_mut(id) {
+                    n.set_attr(whittle_graph::builder::attr_int("num_outputs", outputs as i64));
+                }
                 report.applied += 1;
             }
             _ => {}

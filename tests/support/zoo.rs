@@ -61,6 +61,11 @@ fn random(name: &str, dims: &[i64], seed: u64, scale: f32) -> TensorProto {
 /// 9 as an input; the 8x8x3x3 second weight is a ConstantOfShape from opset 9 (an initializer
 /// before).
 pub fn zoo_model(opset: i64) -> ModelProto {
+    zoo_model_with(opset, "nearest")
+}
+
+/// [`zoo_model`] with Upsample in `mode` (`nearest` or `linear`).
+pub fn zoo_model_with(opset: i64, mode: &str) -> ModelProto {
     let mut inits = vec![
         random("conv1_w", &[8, 3, 3, 3], 1, 0.5),
         random("conv1_b", &[8], 2, 0.1),
@@ -95,7 +100,7 @@ pub fn zoo_model(opset: i64) -> ModelProto {
     nodes.push(with(node("Conv", "conv2", &["d1", "conv2_w"], &["c2"]), vec![attr_is("pads", &[1, 1, 1, 1])]));
     if opset >= 9 {
         inits.push(f32_tensor("up_scales", &[4], &[1.0, 1.0, 2.0, 2.0]));
-        nodes.push(with(node("Upsample", "up", &["c2", "up_scales"], &["u"]), vec![attr_s("mode", "nearest")]));
+        nodes.push(with(node("Upsample", "up", &["c2", "up_scales"], &["u"]), vec![attr_s("mode", mode)]));
     } else {
         let scales = AttributeProto {
             name: Some("scales".into()),
@@ -103,7 +108,7 @@ pub fn zoo_model(opset: i64) -> ModelProto {
             floats: vec![1.0, 1.0, 2.0, 2.0],
             ..Default::default()
         };
-        nodes.push(with(node("Upsample", "up", &["c2"], &["u"]), vec![attr_s("mode", "nearest"), scales]));
+        nodes.push(with(node("Upsample", "up", &["c2"], &["u"]), vec![attr_s("mode", mode), scales]));
     }
     nodes.extend([
         with(node("MaxPool", "pool", &["u"], &["p"]), vec![attr_is("kernel_shape", &[2, 2]), attr_is("strides", &[2, 2])]),
@@ -169,6 +174,60 @@ pub fn vad_model() -> ModelProto {
             initializer: vec![i64_tensor("sr16k", &[], &[16000]), i64_tensor("unsq_axes", &[1], &[1])],
             input: vec![f32_info("input", &[1, 512]), f32_info("state", &[2, 1, 128]), info("sr", 7, &[])],
             output: vec![f32_info("output", &[1, 1]), f32_info("stateN", &[2, 1, 128])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Ops whose attributes became inputs, at `opset` (9 or 10): input `x` [1, 4, 6, 6];
+/// Slice (attributes before 10), Pad and Clip (attributes before 11, Clip with `min` only),
+/// TopK (`k` attribute before 10), and at opset 10 a Resize in `resize_mode` (its opset-10
+/// meaning is asymmetric). Outputs `y` and `top`.
+pub fn old_ops_model(opset: i64, resize_mode: &str) -> ModelProto {
+    let mut inits = vec![];
+    let slice = if opset < 10 {
+        with(node("Slice", "slice", &["x"], &["s"]), vec![attr_is("starts", &[1, 0]), attr_is("ends", &[5, 100]), attr_is("axes", &[2, 3])])
+    } else {
+        inits.extend([i64_tensor("s_starts", &[2], &[1, 0]), i64_tensor("s_ends", &[2], &[5, 100]), i64_tensor("s_axes", &[2], &[2, 3])]);
+        node("Slice", "slice", &["x", "s_starts", "s_ends", "s_axes"], &["s"])
+    };
+    let mut nodes = vec![
+        slice,
+        with(
+            node("Pad", "pad", &["s"], &["p"]),
+            vec![attr_is("pads", &[0, 0, 1, 1, 0, 0, 1, 1]), attr_f("value", 0.5), attr_s("mode", "constant")],
+        ),
+        with(node("Clip", "clip", &["p"], &["c"]), vec![attr_f("min", -0.25)]),
+    ];
+    let top_in = if opset >= 10 {
+        inits.push(f32_tensor("r_scales", &[4], &[1.0, 1.0, 1.5, 2.0]));
+        nodes.push(with(node("Resize", "resize", &["c", "r_scales"], &["r"]), vec![attr_s("mode", resize_mode)]));
+        "r"
+    } else {
+        "c"
+    };
+    nodes.push(node("Relu", "relu", &[top_in], &["y"]));
+    if opset < 10 {
+        nodes.push(with(node("TopK", "topk", &["y"], &["top", "top_i"]), vec![attr_i("k", 2), attr_i("axis", -1)]));
+    } else {
+        inits.push(i64_tensor("k", &[1], &[2]));
+        nodes.push(with(node("TopK", "topk", &["y", "k"], &["top", "top_i"]), vec![attr_i("axis", -1)]));
+    }
+    ModelProto {
+        ir_version: Some(5),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+        producer_name: Some("old-converter".into()),
+        graph: Some(GraphProto {
+            name: Some("old_ops".into()),
+            node: nodes,
+            initializer: inits,
+            input: vec![f32_info("x", &[1, 4, 6, 6])],
+            output: if opset >= 10 {
+                vec![f32_info("y", &[1, 4, 9, 16]), f32_info("top", &[1, 4, 9, 2])]
+            } else {
+                vec![f32_info("y", &[1, 4, 6, 8]), f32_info("top", &[1, 4, 6, 2])]
+            },
             ..Default::default()
         }),
         ..Default::default()

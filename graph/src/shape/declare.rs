@@ -56,8 +56,8 @@ pub fn reconcile_declared_shapes(model: &mut Model) -> Vec<String> {
             probe.graph.value_mut(v).shape = Some(s);
         }
     }
-    if infer_shapes(&mut probe, &InferOptions::default()).is_err() {
-        return Vec::new();
+    if let Err(e) = infer_shapes(&mut probe, &InferOptions::default()) {
+        return vec![format!("declared output shapes were not checked: inference from the declared inputs failed ({e})")];
     }
     let mut changes = Vec::new();
     let g = &mut model.graph;

@@ -105,7 +105,13 @@ impl Pipeline {
         };
         let mut overrides = Vec::new();
         for arg in sets {
-            overrides.push(set::SetOverride::parse(arg).map_err(|m| flag_error(&format!("--set {arg}"), m))?);
+            let o = set::SetOverride::parse(arg).map_err(|m| flag_error(&format!("--set {arg}"), m))?;
+            if o.path[0] == "model" {
+                return Err(
+                    flag_error(&o.flag, "give another model with --model, which also sets its inputs, data and output".into()).into()
+                );
+            }
+            overrides.push(o);
         }
         let mut doc: serde_norway::Value =
             serde_norway::from_str(&text).map_err(|e| diagnostic::from_yaml_error(path.to_path_buf(), &e))?;
@@ -117,15 +123,7 @@ impl Pipeline {
         let mut pipeline = Pipeline::parse(&new_text, path, &base).map_err(|mut e| {
             for d in &mut e.diagnostics {
                 // The override whose key the message is about, else the last one.
-                let about = overrides
-                    .iter()
-                    .rev()
-                    .find(|o| {
-                        let p = o.message_path(&original);
-                        let subject = d.message.split(": ").next().unwrap_or("");
-                        subject.starts_with(&p) || p.starts_with(subject)
-                    })
-                    .unwrap_or(&overrides[overrides.len() - 1]);
+                let about = overrides.iter().rev().find(|o| o.is_about(&d.message, &original)).unwrap_or(&overrides[overrides.len() - 1]);
                 d.position = Position::Flag(about.flag.clone());
             }
             e

@@ -88,12 +88,22 @@ impl Pipeline {
         let mut errors = Vec::new();
         if let Some(m) = &o.model {
             self.model = Some(Setting { value: m.clone(), origin: Origin::Flag(format!("--model {}", m.display())) });
-            // A recipe for another model: what the file says about its own model goes.
-            self.inputs.clear();
-            self.calibration = None;
-            self.evaluation = None;
-            self.report = None;
-            self.output = Some(Setting { value: default_output(m, &self.file), origin: Origin::Flag(format!("--model {}", m.display())) });
+            // A recipe for another model: what the file says about its own model goes (what
+            // a --set gave on the command line stays).
+            let from_file = |o: &Origin| matches!(o, Origin::File(_));
+            self.inputs.retain(|s| !from_file(&s.origin));
+            for slot in [&mut self.calibration, &mut self.evaluation] {
+                if slot.as_ref().is_some_and(|s| from_file(&s.origin)) {
+                    *slot = None;
+                }
+            }
+            if self.report.as_ref().is_some_and(|s| from_file(&s.origin)) {
+                self.report = None;
+            }
+            if self.output.as_ref().is_none_or(|s| from_file(&s.origin)) {
+                self.output =
+                    Some(Setting { value: default_output(m, &self.file), origin: Origin::Flag(format!("--model {}", m.display())) });
+            }
         }
         for (k, (name, dims)) in o.inputs.iter().enumerate() {
             let flag = format!("--input {name}={}", dims.iter().map(i64::to_string).collect::<Vec<_>>().join(","));

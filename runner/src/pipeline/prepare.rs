@@ -93,7 +93,7 @@ impl Pipeline {
                 let spec = DataSpec { random: Some(RandomSpec::default()), ..DataSpec::default() };
                 let loaded = self.load_data(&Setting { value: spec, origin: Origin::Default }, &shapes, &dtypes, &mut errors);
                 notes.push(format!(
-                    "no evaluation data given: {} seeded random samples (uniform [0, 1)); give real data for meaningful task metrics",
+                    "no evaluation data given: {} seeded random samples (uniform [0, 1); integer inputs rounded, so 0 or 1); give real data for meaningful task metrics",
                     data_source::DEFAULT_RANDOM_SAMPLES
                 ));
                 loaded

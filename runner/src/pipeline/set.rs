@@ -56,6 +56,20 @@ impl SetOverride {
         out
     }
 
+    /// Whether a parse error message (`steps[1].constant_folding: unknown field `x`...`, or at
+    /// the top level `unknown field `verfiy`...`) is about this override's key.
+    pub fn is_about(&self, message: &str, doc: &Value) -> bool {
+        let p = self.message_path(doc);
+        let subject = message.split(": ").next().unwrap_or("");
+        let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["));
+        let is_path = !subject.is_empty() && subject.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]-".contains(c));
+        if is_path {
+            return under(subject, &p) || under(&p, subject);
+        }
+        // An error at the top level names the unknown key itself.
+        message.contains(&format!("unknown field `{}`", self.path[0]))
+    }
+
     /// Applies the override to `doc` (the file's YAML).
     pub fn apply(&self, doc: &mut Value) -> Result<(), String> {
         let mut node = doc;
