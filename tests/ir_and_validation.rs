@@ -74,3 +74,17 @@ fn shared_models_are_valid() {
         assert!(whittle_graph::validate::validate(&model).is_empty(), "{}", path.display());
     }
 }
+
+/// A name defined twice is reported with both definers, not "one value"/"another".
+#[test]
+fn duplicate_names_name_both_definers() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[2]);
+    let y = b.node("Relu", &[x], &["y"], vec![])[0];
+    b.output(y);
+    let mut model = b.finish();
+    model.graph.value_mut(y).name = "x".into();
+    let issues = whittle_graph::validate::validate(&model);
+    let text = issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("a graph input") && text.contains("node 'y' (Relu)"), "{text}");
+}
