@@ -150,6 +150,8 @@ fn a_voice_activity_detector_gets_through_the_cleanup() {
     let model = write(dir.path(), "vad.onnx", &whittle_tests::zoo::vad_model());
     // Random data (sr rounds to 0 or 1: the 8 kHz branch), then real-looking data at 16 kHz.
     let r = assert_cleans("cleanup.yaml", &model, &dir.path().join("vad.random.onnx"), &[]);
+    // The weights inside the If branches are parameters too: 2 x 512 x 128, plus sr16k, axes, half.
+    assert_eq!(r["original"]["parameters"], 2 * 512 * 128 + 3, "{}", r["original"]);
     assert_eq!(
         r["inputs"].to_string(),
         r#"[{"name":"input","shape":[1,512]},{"name":"state","shape":[2,1,128]},{"name":"sr","shape":[]}]"#

@@ -134,3 +134,16 @@ fn image_png() -> Vec<u8> {
     chunk(&mut out, b"IEND", &[]);
     out
 }
+
+/// The report gets the same ordinary permissions as the model.
+#[test]
+fn reports_and_models_get_the_same_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _, _, pipeline) = setup();
+    let out = dir.path().join("o.onnx");
+    let o = whittle(&["run", &s(&pipeline), "--out", &s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o644);
+    assert_eq!(mode(&out.with_extension("report.json")), 0o644);
+}

@@ -36,7 +36,8 @@ pub struct ModelStats {
     pub nodes: usize,
     /// Nodes of each op type (Constant nodes count as `Constant`).
     pub op_histogram: BTreeMap<String, usize>,
-    /// Elements of all constant tensors (initializers and Constant-node weights).
+    /// Elements of all constant tensors (initializers and Constant-node weights), subgraphs'
+    /// included.
     pub parameters: u64,
     pub parameter_bytes: u64,
     pub by_dtype: BTreeMap<String, DtypeTotals>,
@@ -77,10 +78,8 @@ pub fn model_stats(model: &Model) -> ModelStats {
             *op_histogram.entry(proto.op_type.clone().unwrap_or_default()).or_insert(0) += 1;
             nodes += 1;
         }
-        let totals = by_dtype.entry(c.tensor.dtype().to_string()).or_default();
-        totals.elements += c.tensor.numel();
-        totals.bytes += c.tensor.byte_size();
     }
+    add_constants(g, &mut by_dtype);
     let layers: Vec<LayerMacs> = order
         .iter()
         .filter_map(|id| {
@@ -101,6 +100,22 @@ pub fn model_stats(model: &Model) -> ModelStats {
         total_macs: layers.iter().filter_map(|l| l.macs).sum(),
         layers_with_unknown_macs: layers.iter().filter(|l| l.macs.is_none()).count(),
         layers,
+    }
+}
+
+/// Adds the constants of `g` and of every subgraph in it (the weights of If/Loop/Scan branches
+/// are parameters too).
+fn add_constants(g: &Graph, by_dtype: &mut BTreeMap<String, DtypeTotals>) {
+    for v in g.value_ids() {
+        let Some(c) = g.value(v).constant() else { continue };
+        let totals = by_dtype.entry(c.tensor.dtype().to_string()).or_default();
+        totals.elements += c.tensor.numel();
+        totals.bytes += c.tensor.byte_size();
+    }
+    for id in g.node_ids() {
+        for sub in g.node(id).into_iter().flat_map(|n| n.attributes.iter()).flat_map(|a| a.subgraphs.iter()) {
+            add_constants(sub, by_dtype);
+        }
     }
 }
 
