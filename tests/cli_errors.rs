@@ -159,3 +159,31 @@ fn external_data_cannot_escape_through_links_and_fifos_are_refused() {
         assert_invalid(code, &err, "fifo_data.onnx", &["not a regular file"]);
     }
 }
+
+/// Names holding escape sequences are printed escaped, in `inspect` and in error messages.
+#[test]
+fn control_characters_in_names_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = fixtures::relu_model();
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].name = Some("evil\u{1b}[2J".into());
+    g.node[0].output = vec!["y\u{1b}]0;title\u{7}".into()];
+    g.output[0].name = Some("y\u{1b}]0;title\u{7}".into());
+    let path = dir.path().join("evil.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_whittle")).args(["inspect", path.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+    // An error naming the node: a dangling input.
+    g_dangling(&mut m);
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let (code, err) = whittle(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains('\u{1b}') && err.contains("evil\\u{1b}[2J"), "{err:?}");
+}
+
+fn g_dangling(m: &mut whittle_graph::onnx::ModelProto) {
+    m.graph.as_mut().unwrap().node[0].input = vec!["nobody\u{1b}[1m".into()];
+}

@@ -5,6 +5,7 @@
 mod commands;
 mod exit;
 mod input_dims;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 
@@ -57,6 +58,6 @@ fn main() -> std::process::ExitCode {
 }
 
 fn report(e: CliError) -> std::process::ExitCode {
-    eprintln!("error: {:#}", e.error);
+    eprintln!("error: {}", terminal::safe(&format!("{:#}", e.error)));
     e.code.into()
 }

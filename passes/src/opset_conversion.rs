@@ -34,8 +34,19 @@ use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Params {
-    /// The opset to convert to (13 to 21).
+    /// The opset to convert to (13 to 21); checked when the pipeline is read.
+    #[serde(deserialize_with = "target_in_range")]
     pub target: i64,
+}
+
+/// `target` must be one of the opsets the pass converts to: refused when the pipeline is read,
+/// with its position, not when the step runs.
+fn target_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = i64::deserialize(d)?;
+    if !(MIN_TARGET..=MAX_TARGET).contains(&v) {
+        return Err(serde::de::Error::custom(format!("target opset {v} is outside the supported range {MIN_TARGET} to {MAX_TARGET}")));
+    }
+    Ok(v)
 }
 
 impl Default for Params {

@@ -31,6 +31,6 @@ pub fn run(args: &Args) -> CliResult {
         DataPlacement::Keep
     };
     save_model(&model, &args.output, &SaveOptions { placement, ..Default::default() })?;
-    eprintln!("wrote {}", args.output.display());
+    eprintln!("wrote {}", crate::terminal::safe(&args.output.display().to_string()));
     Ok(ExitCode::Success)
 }

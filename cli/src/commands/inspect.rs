@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> CliResult {
         let json = serde_json::to_string_pretty(&inspection).map_err(CliError::internal)?;
         println!("{json}");
     } else {
-        print!("{}", render(&inspection));
+        print!("{}", crate::terminal::safe(&render(&inspection)));
     }
     Ok(ExitCode::Success)
 }

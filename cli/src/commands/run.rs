@@ -85,7 +85,7 @@ pub fn run(args: &Args) -> CliResult {
         Err(RunError::Invalid(e)) => return Err(invalid(e)),
         Err(RunError::Step { error, report }) => {
             if !args.json {
-                print!("{}", render_text(&report));
+                print!("{}", crate::terminal::safe(&render_text(&report)));
             }
             return Err(CliError::internal(anyhow!("{error}")));
         }
@@ -94,7 +94,7 @@ pub fn run(args: &Args) -> CliResult {
     if args.json {
         print!("{}", outcome.report.to_json());
     } else {
-        print!("{}", render_text(&outcome.report));
+        print!("{}", crate::terminal::safe(&render_text(&outcome.report)));
     }
     match outcome.status {
         RunStatus::Passed | RunStatus::Skipped => Ok(ExitCode::Success),
@@ -110,7 +110,10 @@ pub fn run(args: &Args) -> CliResult {
                         .chain(g.checks.iter().filter(|c| c.status == whittle_runner::gate::CheckStatus::Failed).map(|c| c.name.clone()))
                 })
                 .collect();
-            eprintln!("error: the verification gate failed ({}); nothing was written at the output path", failed.join("; "));
+            eprintln!(
+                "error: the verification gate failed ({}); nothing was written at the output path",
+                crate::terminal::safe(&failed.join("; "))
+            );
             Ok(ExitCode::GateFailed)
         }
         RunStatus::Error => Err(CliError::internal(anyhow!("{}", outcome.report.error.unwrap_or_default()))),

@@ -92,6 +92,7 @@ impl Pipeline {
             message: format!("cannot read the pipeline: {e}"),
             did_you_mean: Vec::new(),
         })?;
+        let text = text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text);
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let parsed = Pipeline::parse(&text, path, &base)?;
         if sets.is_empty() {
@@ -162,6 +163,8 @@ impl Pipeline {
     /// `base_dir`.
     pub fn parse(text: &str, file: impl Into<PathBuf>, base_dir: &Path) -> Result<Pipeline, PipelineError> {
         let file = file.into();
+        // A UTF-8 byte-order mark (some editors write one) is not part of the YAML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let parsed: spec::PipelineFile =
             serde_norway::from_str(text).map_err(|e| PipelineError::from(diagnostic::from_yaml_error(file.clone(), &e)))?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { normalize(&base_dir.join(p)) };
@@ -303,6 +306,12 @@ mod tests {
         assert_eq!((d.position, d.did_you_mean.first().map(String::as_str)), (Position::File { line: 2, column: 1 }, Some("verify")));
         let d = parse_err("version: 3\nsteps: []\n");
         assert_eq!(d.position, Position::File { line: 1, column: 10 });
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_yaml() {
+        let p = Pipeline::parse("\u{feff}steps:\n  - dead_code\n", "p.yaml", Path::new(".")).unwrap();
+        assert_eq!(p.steps.len(), 1);
     }
 
     #[test]

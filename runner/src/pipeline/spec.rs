@@ -153,8 +153,11 @@ pub struct VerifySpec {
     /// outputs moved by more than `differential_tolerance`.
     pub differential: bool,
     /// Largest allowed max |original - candidate| / max |original| per output.
+    #[serde(deserialize_with = "finite_non_negative")]
     pub differential_tolerance: f64,
-    /// Evaluation samples used by the differential check.
+    /// Evaluation samples used by the differential check (at least 1; `differential: false`
+    /// turns the check off).
+    #[serde(deserialize_with = "at_least_one")]
     pub differential_samples: usize,
     /// k of the top-k agreement.
     pub top_k: usize,
@@ -189,6 +192,24 @@ pub struct VerifySpec {
     pub max_latency_ratio: Option<f64>,
     /// Gate: candidate / original size (both as whittle encodes them, all tensors inline).
     pub max_size_ratio: Option<f64>,
+}
+
+/// A tolerance: a finite number, not negative (`.nan` would fail every check).
+fn finite_non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(serde::de::Error::custom(format!("differential_tolerance {v} is not a finite, non-negative number")));
+    }
+    Ok(v)
+}
+
+/// A count that 0 would silently turn into "nothing checked".
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = usize::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom("differential_samples must be at least 1 (use `differential: false` to turn the check off)"));
+    }
+    Ok(v)
 }
 
 impl Default for VerifySpec {
