@@ -165,6 +165,15 @@ impl Pipeline {
         let file = file.into();
         // A UTF-8 byte-order mark (some editors write one) is not part of the YAML.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if let Some(position) = too_deep(text) {
+            return Err(Diagnostic {
+                file,
+                position,
+                message: format!("the YAML nests deeper than {MAX_NESTING} levels; a pipeline never needs that"),
+                did_you_mean: Vec::new(),
+            }
+            .into());
+        }
         let parsed: spec::PipelineFile =
             serde_norway::from_str(text).map_err(|e| PipelineError::from(diagnostic::from_yaml_error(file.clone(), &e)))?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { normalize(&base_dir.join(p)) };
@@ -257,6 +266,42 @@ impl Pipeline {
     }
 }
 
+/// The deepest `[`/`{` nesting a pipeline may have (the YAML parser takes seconds on 10^5).
+const MAX_NESTING: usize = 64;
+
+/// Where flow collections (`[...]`, `{...}`) first nest deeper than [`MAX_NESTING`], if they
+/// do. Quoted strings and comments are skipped.
+fn too_deep(text: &str) -> Option<Position> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    for c in text.chars() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment) = (line + 1, 0, false);
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(Position::File { line, column });
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Removes `.` and `name/..` components without touching the file system (symbolic links are
 /// not resolved, so this is only for display and joining, as a shell would show the path).
 pub fn normalize(path: &Path) -> PathBuf {
@@ -306,6 +351,17 @@ mod tests {
         assert_eq!((d.position, d.did_you_mean.first().map(String::as_str)), (Position::File { line: 2, column: 1 }, Some("verify")));
         let d = parse_err("version: 3\nsteps: []\n");
         assert_eq!(d.position, Position::File { line: 1, column: 10 });
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_once() {
+        let text = format!("steps: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let d = parse_err(&text);
+        assert!(d.message.contains("nests deeper than 64"), "{d}");
+        assert_eq!(d.position, Position::File { line: 1, column: 8 + 64 });
+        // Brackets inside quotes and comments do not count.
+        let ok = format!("description: \"{}\"  # {}\nsteps: []\n", "[".repeat(100), "{".repeat(100));
+        Pipeline::parse(&ok, "p.yaml", Path::new(".")).unwrap();
     }
 
     #[test]

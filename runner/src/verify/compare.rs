@@ -151,6 +151,14 @@ pub fn compare(
             out.top_k = Some(options.top_k.min(classes));
             out.topk_agreement = Some(sum(&refs, &cands, |r, c| topk_agreement(r, c, classes, options.top_k)));
             if let (Some(Labels::Int(labels)), false) = (labels, labels_used) {
+                // A label no output position can have would score 0% on both sides, silently.
+                if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as u64 >= classes as u64) {
+                    return Err(VerifyError::InvalidOption {
+                        what: format!(
+                            "label {bad} is outside the {classes} classes of output `{name}` (labels are class indices 0..{classes})"
+                        ),
+                    });
+                }
                 let preds = |outs: &[&ArrayD<f32>]| outs.iter().map(|a| argmax(a.iter())).collect::<Vec<_>>();
                 out.labeled_accuracy = Some(labeled_accuracy(labels, &preds(&refs), &preds(&cands)));
                 labels_used = true;
@@ -322,6 +330,11 @@ mod tests {
         assert_eq!((acc.worst_class, acc.worst_class_drop), (2, 1.0));
         assert!(cmp.notes.is_empty(), "{:?}", cmp.notes);
         assert!(o.fidelity.sqnr_db.is_finite());
+        // Labels outside the classes are an error, not a silent 0% on both sides.
+        for bad in [-7, 3] {
+            let err = compare(&r, &c, &names, Some(&Labels::Int(vec![0, bad])), &opts).unwrap_err();
+            assert!(err.to_string().contains(&format!("label {bad} is outside the 3 classes")), "{err}");
+        }
     }
 
     #[test]
