@@ -49,6 +49,24 @@ fn renamed_input_model(dir: &Path) -> PathBuf {
     path
 }
 
+/// onnxruntime, which runs the original's old operators itself, gives the same outputs for the
+/// original and the cleaned model (../shared/peer/compare.py, SQNR >= 100 dB on 4 samples of the
+/// single input `input` of shape `shape`).
+fn assert_onnxruntime_agrees(original: &Path, cleaned: &Path, input: &str, shape: &[usize]) {
+    let (Some(python), Some(shared)) = (whittle_tests::peer_python(), whittle_tests::shared_dir()) else { return };
+    let data = cleaned.with_extension("data.npz");
+    let dims: Vec<usize> = std::iter::once(4).chain(shape.iter().copied()).collect();
+    let n = dims.iter().product();
+    let x = ndarray::ArrayD::from_shape_vec(dims, whittle_tests::numeric::weights(n, 9)).unwrap();
+    whittle_tests::write_npz(&data, &[(input, x)], &[]);
+    let o = Command::new(&python)
+        .arg(shared.join("peer/compare.py"))
+        .args([s(original), s(cleaned), "--inputs".into(), s(&data), "--runs".into(), "0".into(), "--min-sqnr".into(), "100".into()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}: onnxruntime disagrees: {}", original.display(), text(&o));
+}
+
 fn grep_ctc(pipeline_name: &str) -> bool {
     std::fs::read_to_string(whittle_tests::repo_root().join("pipelines").join(pipeline_name)).unwrap().contains("ctc: true")
 }
@@ -128,19 +146,7 @@ fn zoo_models_from_old_converters_get_through_the_cleanup() {
             assert!(hist.get("ConstantOfShape").is_some(), "opset 9: {hist}");
         }
         // onnxruntime runs the original opset-7/9 Upsample itself: the converted model must agree.
-        if let Some(python) = whittle_tests::peer_python()
-            && let Some(shared) = whittle_tests::shared_dir()
-        {
-            let data = dir.path().join("zoo_data.npz");
-            let x = ndarray::ArrayD::from_shape_vec(vec![4, 1, 3, 16, 16], whittle_tests::numeric::weights(4 * 768, 9)).unwrap();
-            whittle_tests::write_npz(&data, &[("data", x)], &[]);
-            let o = Command::new(&python)
-                .arg(shared.join("peer/compare.py"))
-                .args([s(&model), s(&out), "--inputs".into(), s(&data), "--runs".into(), "0".into(), "--min-sqnr".into(), "100".into()])
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "opset {opset}: onnxruntime disagrees: {}", text(&o));
-        }
+        assert_onnxruntime_agrees(&model, &out, "data", &[1, 3, 16, 16]);
     }
 }
 
@@ -327,19 +333,7 @@ fn attributes_that_became_inputs_convert_exactly() {
         let conversion = &r["steps"][1];
         assert_eq!(conversion["pass"], "opset_conversion");
         assert!(conversion["applied"].as_u64().unwrap() >= if opset < 10 { 4 } else { 3 }, "{conversion}");
-        if let Some(python) = whittle_tests::peer_python()
-            && let Some(shared) = whittle_tests::shared_dir()
-        {
-            let data = dir.path().join("old_data.npz");
-            let x = ndarray::ArrayD::from_shape_vec(vec![3, 1, 4, 6, 6], whittle_tests::numeric::weights(3 * 144, 5)).unwrap();
-            whittle_tests::write_npz(&data, &[("x", x)], &[]);
-            let o = Command::new(&python)
-                .arg(shared.join("peer/compare.py"))
-                .args([s(&model), s(&out), "--inputs".into(), s(&data), "--runs".into(), "0".into(), "--min-sqnr".into(), "100".into()])
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "opset {opset} {mode}: onnxruntime disagrees: {}", text(&o));
-        }
+        assert_onnxruntime_agrees(&model, &out, "x", &[1, 4, 6, 6]);
     }
 }
 
