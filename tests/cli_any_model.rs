@@ -356,3 +356,30 @@ fn a_refused_conversion_names_the_op_and_the_reason() {
     let all = text(&o);
     assert!(all.contains("cannot convert opset 8 to 13: bn1 (BatchNormalization): spatial=0"), "{all}");
 }
+
+/// A model with an operator opset_conversion has no rule for is invalid input (exit 2, the op
+/// named), not a failure of whittle (exit 1).
+#[test]
+fn an_op_without_a_conversion_rule_is_invalid_input() {
+    use whittle_tests::fixtures::{f32_info, model, node};
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = node("ThresholdedRelu", "thr", &["x"], &["y"]);
+    n.attribute.push(whittle_graph::onnx::AttributeProto {
+        name: Some("alpha".into()),
+        r#type: Some(whittle_graph::onnx::attribute_proto::AttributeType::Float as i32),
+        f: Some(0.5),
+        ..Default::default()
+    });
+    let mut m = model(whittle_graph::onnx::GraphProto {
+        name: Some("g".into()),
+        node: vec![n],
+        input: vec![f32_info("x", &[1, 4])],
+        output: vec![f32_info("y", &[1, 4])],
+        ..Default::default()
+    });
+    m.opset_import[0].version = Some(10);
+    let path = write(dir.path(), "norule.onnx", &m);
+    let o = whittle(&["run", &pipeline("cleanup.yaml"), "--model", &s(&path), "--out", &s(&dir.path().join("o.onnx"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("thr (ThresholdedRelu): no conversion rule"), "{}", text(&o));
+}

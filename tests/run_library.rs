@@ -48,7 +48,7 @@ impl Pass for Perturb {
         let id = g
             .value_ids()
             .find(|&v| g.constant(v).is_some_and(|t| t.numel() > 100 && t.to_f32().is_ok()))
-            .ok_or_else(|| PassError("no weight".into()))?;
+            .ok_or_else(|| PassError::new("no weight"))?;
         let t = g.constant(id).unwrap();
         let data: Vec<f32> = t.to_f32().unwrap().iter().map(|v| v * 1.01).collect();
         let new = Tensor::from_f32(t.name(), t.dims(), &data);
@@ -61,7 +61,7 @@ impl Pass for Perturb {
 struct Break;
 impl Pass for Break {
     fn run(&self, model: &mut Model, _: &PassContext) -> Result<PassReport, PassError> {
-        let first = model.graph.topo_order().map_err(|_| PassError("cycle".into()))?[0];
+        let first = model.graph.topo_order().map_err(|_| PassError::new("cycle"))?[0];
         model.graph.remove_node(first);
         Ok(PassReport::default())
     }
@@ -71,7 +71,7 @@ impl Pass for Break {
 struct Refuse;
 impl Pass for Refuse {
     fn run(&self, _: &mut Model, _: &PassContext) -> Result<PassReport, PassError> {
-        Err(PassError("this model is not supported".into()))
+        Err(PassError::new("this model is not supported"))
     }
 }
 

@@ -25,7 +25,7 @@ pub enum Match {
 pub fn topo_order(g: &Graph) -> Result<Vec<NodeId>, PassError> {
     g.topo_order().map_err(|cycle| {
         let names: Vec<String> = cycle.iter().map(|n| g.node_label(*n)).collect();
-        PassError(format!("the graph has a cycle through {}", names.join(" -> ")))
+        PassError::new(format!("the graph has a cycle through {}", names.join(" -> ")))
     })
 }
 

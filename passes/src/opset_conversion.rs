@@ -436,21 +436,21 @@ impl Pass for OpsetConversion {
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let target = self.0.target;
         if !(MIN_TARGET..=MAX_TARGET).contains(&target) {
-            return Err(PassError(format!("target opset {target} is outside the supported range {MIN_TARGET}..={MAX_TARGET}")));
+            return Err(PassError::new(format!("target opset {target} is outside the supported range {MIN_TARGET}..={MAX_TARGET}")));
         }
-        let from = model.opset("").ok_or_else(|| PassError("the model does not import the default ONNX domain".into()))?;
+        let from = model.opset("").ok_or_else(|| PassError::unsupported_model("the model does not import the default ONNX domain"))?;
         let mut report = PassReport::default();
         if from >= target {
             report.notes.push(format!("opset {from} is already at or above {target}: nothing to do"));
             return Ok(report);
         }
         if from < MIN_SOURCE {
-            return Err(PassError(format!("converting from opset {from} is not supported (oldest: {MIN_SOURCE})")));
+            return Err(PassError::unsupported_model(format!("converting from opset {from} is not supported (oldest: {MIN_SOURCE})")));
         }
         let mut problems = Vec::new();
         self.check(&model.graph, from, &mut problems);
         if !problems.is_empty() {
-            return Err(PassError(format!("cannot convert opset {from} to {target}: {}", problems.join("; "))));
+            return Err(PassError::unsupported_model(format!("cannot convert opset {from} to {target}: {}", problems.join("; "))));
         }
         self.convert(&mut model.graph, from, &mut report);
         model.set_opset("", target);

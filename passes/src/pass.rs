@@ -51,8 +51,25 @@ pub struct NoParams {}
 
 /// A pass failed outright (as opposed to declining a pattern).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PassError(pub String);
+#[error("{message}")]
+pub struct PassError {
+    pub message: String,
+    /// The input model is what the pass cannot take (an opset too old, an op without a
+    /// conversion rule): invalid input for the user (exit 2), not a failure of whittle (exit 1).
+    pub unsupported_model: bool,
+}
+
+impl PassError {
+    /// The pass failed.
+    pub fn new(message: impl Into<String>) -> PassError {
+        PassError { message: message.into(), unsupported_model: false }
+    }
+
+    /// The model is not one this pass can take.
+    pub fn unsupported_model(message: impl Into<String>) -> PassError {
+        PassError { message: message.into(), unsupported_model: true }
+    }
+}
 
 /// A configured graph transformation.
 pub trait Pass {

@@ -134,6 +134,9 @@ pub struct ManagerOutcome {
 pub enum StepErrorKind {
     #[error("the pass failed: {0}")]
     Pass(String),
+    /// The pass cannot take this model (invalid input, exit 2 at the CLI).
+    #[error("the model is not one this pass can take: {0}")]
+    Unsupported(String),
     #[error("the graph is invalid: {0}")]
     Invalid(String),
     #[error("shape inference failed: {0}")]
@@ -144,7 +147,7 @@ pub enum StepErrorKind {
 
 /// A step failed; `completed` holds the steps before it.
 #[derive(Debug, thiserror::Error)]
-#[error("{} step {index} ({pass}): {kind}", if matches!(kind, StepErrorKind::Pass(_)) { "in" } else { "after" })]
+#[error("{} step {index} ({pass}): {kind}", if matches!(kind, StepErrorKind::Pass(_) | StepErrorKind::Unsupported(_)) { "in" } else { "after" })]
 pub struct StepError {
     /// 1-based; 0 = before the first step.
     pub index: usize,
@@ -186,7 +189,8 @@ pub fn run_steps(
         let wall_ms = start.elapsed().as_secs_f64() * 1e3;
         let report = match result {
             Ok(r) => r,
-            Err(e) => return Err(fail(index, step.name, StepErrorKind::Pass(e.to_string()), done)),
+            Err(e) if e.unsupported_model => return Err(fail(index, step.name, StepErrorKind::Unsupported(e.message), done)),
+            Err(e) => return Err(fail(index, step.name, StepErrorKind::Pass(e.message), done)),
         };
         // Structure first (inference needs a sound graph), then the element types, which only
         // inference gives the values a pass created.

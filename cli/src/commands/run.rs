@@ -87,6 +87,10 @@ pub fn run(args: &Args) -> CliResult {
             if !args.json {
                 print!("{}", crate::terminal::safe(&render_text(&report)));
             }
+            // A model the pass cannot take is invalid input (2); anything else failed (1).
+            if matches!(error.kind, whittle_runner::manager::StepErrorKind::Unsupported(_)) {
+                return Err(CliError::invalid(anyhow!("{error}")));
+            }
             return Err(CliError::internal(anyhow!("{error}")));
         }
         Err(e) => return Err(CliError::internal(e)),
