@@ -126,6 +126,7 @@ impl Graph {
         // Keep the graph's interface: the output name users see does not change.
         if moved_output
             && !self.is_graph_output(old)
+            && !self.is_graph_input(old)
             && !self.is_graph_input(new)
             && self.outputs.iter().filter(|(v, _)| *v == new).count() == 1
         {

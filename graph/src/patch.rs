@@ -29,7 +29,7 @@
 //! assert_eq!(g.node_count(), 2);
 //! ```
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::edit::{OpSpec, Use};
 use crate::ir::{Graph, NodeId, OrderKey, ValueId};
@@ -329,7 +329,7 @@ impl Patch {
             return Ok(());
         }
         // New dependencies: each risky producer now feeds the edge's readers.
-        let mut extra: std::collections::HashMap<NodeId, Vec<NodeId>> = std::collections::HashMap::new();
+        let mut extra: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
         for (readers, producers) in &risky {
             for p in producers {
                 extra.entry(*p).or_default().extend(readers.iter().copied());
@@ -397,9 +397,7 @@ impl Patch {
             remove_node_and_orphans(g, n);
         }
         for v in displaced {
-            if g.is_alive(v) && g.value(v).producer().is_none() {
-                g.remove_value_if_unused(v);
-            }
+            g.remove_value_if_unused(v);
         }
         op_ids
     }
@@ -418,7 +416,7 @@ pub fn remove_node_and_orphans(g: &mut Graph, n: NodeId) {
 
 /// The first node of `targets` reachable (forwards) from `from` through the graph's edges and
 /// `extra` ones, if any.
-fn reaches(g: &Graph, from: &[NodeId], targets: &[NodeId], extra: &std::collections::HashMap<NodeId, Vec<NodeId>>) -> Option<NodeId> {
+fn reaches(g: &Graph, from: &[NodeId], targets: &[NodeId], extra: &HashMap<NodeId, Vec<NodeId>>) -> Option<NodeId> {
     let targets: HashSet<NodeId> = targets.iter().copied().collect();
     let mut seen: HashSet<NodeId> = HashSet::new();
     let mut queue: VecDeque<NodeId> = from.iter().copied().collect();

@@ -41,11 +41,9 @@ impl PassDef for InitializersAsConstants {
 impl Pass for InitializersAsConstants {
     fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
-        let g = &mut model.graph;
-        let before = g.input_infos().len();
-        let names: Vec<String> =
-            g.input_infos().iter().filter(|(v, _)| g.value(*v).constant().is_some()).map(|(v, _)| g.value(*v).name.clone()).collect();
-        let constants: Vec<_> = g.input_infos().iter().filter(|(v, _)| g.value(*v).constant().is_some()).map(|(v, _)| *v).collect();
+        let g = &model.graph;
+        let constants: Vec<_> = g.inputs().filter(|v| g.value(*v).constant().is_some()).collect();
+        let names: Vec<String> = constants.iter().map(|v| g.value(*v).name.clone()).collect();
         if !constants.is_empty() && model.ir_version() >= 4 && !self.0.include_ir4_and_later {
             report.notes.push(format!(
                 "{} initializers are also graph inputs, overridable defaults in this IR {} file: left as inputs \
@@ -55,9 +53,8 @@ impl Pass for InitializersAsConstants {
             ));
             return Ok(report);
         }
-        let g = &mut model.graph;
-        g.input_infos_mut().retain(|(v, _)| !constants.contains(v));
-        let removed = before - g.input_infos().len();
+        model.graph.input_infos_mut().retain(|(v, _)| !constants.contains(v));
+        let removed = constants.len();
         if removed > 0 {
             report.applied = removed;
             let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();

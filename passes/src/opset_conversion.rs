@@ -353,34 +353,22 @@ impl OpsetConversion {
                 let s = constant(g, "starts", Tensor::from_i64("", &[n], &starts));
                 let e = constant(g, "ends", Tensor::from_i64("", &[n], &ends));
                 let a = constant(g, "axes", Tensor::from_i64("", &[axes.len() as i64], &axes));
-                g.truncate_inputs(id, 1);
-                for v in [s, e, a] {
-                    g.push_input(id, Some(v));
-                }
+                inputs_after_data(g, id, &[Some(s), Some(e), Some(a)]);
                 report.applied += 1;
             }
-            "Upsample" => {
+            // Upsample, and an opset-10 Resize: (X, scales) becomes (X, roi = "", scales) with the
+            // modes made explicit; Upsample's opset 7/8 scales come from its attribute.
+            "Upsample" | "Resize" if op == "Upsample" || from == 10 => {
                 let mode = g.node(id).and_then(|n| n.attr_string("mode")).unwrap_or_else(|| "nearest".into());
                 let scales = match take(g, "scales") {
                     Some(a) => Some(constant(g, "scales", Tensor::from_f32("", &[a.floats.len() as i64], &a.floats))),
                     None => g.node(id).and_then(|n| n.input(1)),
                 };
-                g.truncate_inputs(id, 1);
-                g.push_input(id, None);
-                g.push_input(id, scales);
+                inputs_after_data(g, id, &[None, scales]);
                 self.resize_modes(g, id, &mode);
                 if let Some(n) = g.node_mut(id) {
                     n.residual.op_type = Some("Resize".into());
                 }
-                report.applied += 1;
-            }
-            "Resize" if from == 10 => {
-                let mode = g.node(id).and_then(|n| n.attr_string("mode")).unwrap_or_else(|| "nearest".into());
-                let scales = g.node(id).and_then(|n| n.input(1));
-                g.truncate_inputs(id, 1);
-                g.push_input(id, None);
-                g.push_input(id, scales);
-                self.resize_modes(g, id, &mode);
                 report.applied += 1;
             }
             "Pad" if from < 11 && self.0.target >= 11 => {
@@ -388,20 +376,15 @@ impl OpsetConversion {
                 let value = take(g, "value").and_then(|a| a.f).unwrap_or(0.0);
                 let p = constant(g, "pads", Tensor::from_i64("", &[pads.len() as i64], &pads));
                 let v = constant(g, "value", Tensor::from_f32("", &[], &[value]));
-                g.truncate_inputs(id, 1);
-                g.push_input(id, Some(p));
-                g.push_input(id, Some(v));
+                inputs_after_data(g, id, &[Some(p), Some(v)]);
                 report.applied += 1;
             }
             "Clip" if from < 11 && self.0.target >= 11 => {
                 // An absent bound stays absent (no clipping on that side), as before.
                 let lo = take(g, "min").and_then(|a| a.f).map(|v| constant(g, "min", Tensor::from_f32("", &[], &[v])));
                 let hi = take(g, "max").and_then(|a| a.f).map(|v| constant(g, "max", Tensor::from_f32("", &[], &[v])));
-                g.truncate_inputs(id, 1);
-                g.push_input(id, lo);
-                if hi.is_some() {
-                    g.push_input(id, hi);
-                }
+                let bounds = if hi.is_some() { vec![lo, hi] } else { vec![lo] };
+                inputs_after_data(g, id, &bounds);
                 report.applied += 1;
             }
             // From opset 18 an even Split names its number of outputs.
@@ -429,6 +412,14 @@ impl OpsetConversion {
         if mode == "nearest" {
             n.set_attr(attr_string("nearest_mode", "floor"));
         }
+    }
+}
+
+/// Keeps a node's data input (input 0) and gives it these inputs after it (`None`: omitted).
+fn inputs_after_data(g: &mut Graph, id: NodeId, rest: &[Option<whittle_graph::ValueId>]) {
+    g.truncate_inputs(id, 1);
+    for v in rest {
+        g.push_input(id, *v);
     }
 }
 

@@ -240,9 +240,14 @@ pub fn run_steps(
     Ok(ManagerOutcome { steps: done, stopped })
 }
 
+/// The file `--dump-after-each` writes before step 1 (`index` 0, "original") and after each step.
+pub fn dump_file_name(index: usize, name: &str) -> String {
+    format!("{index:02}-{name}.txt")
+}
+
 /// Writes `DIR/NN-name.txt`.
 fn dump(dir: &Path, index: usize, name: &str, model: &Model) -> Result<(), StepErrorKind> {
-    let path = dir.join(format!("{index:02}-{name}.txt"));
+    let path = dir.join(dump_file_name(index, name));
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(&path, model_text(model, &TextOptions::default())))
         .map_err(|error| StepErrorKind::Dump { path, error })

@@ -34,6 +34,12 @@ use std::collections::HashSet;
 /// `("sr", [])`.
 pub type InputShape = (String, Vec<usize>);
 
+/// Whether a sample of shape `found` is an input of shape `full` with its leading batch axis of
+/// 1 left out (`[3, 48, 192]` for `[1, 3, 48, 192]`), as data files often store samples.
+pub fn batch_axis_left_out(full: &[usize], found: &[usize]) -> bool {
+    full.first() == Some(&1) && full[1..] == *found
+}
+
 /// Ground-truth labels, one per sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Labels {
@@ -210,7 +216,7 @@ impl InputSet {
                 return Err(DataError::MissingKey { file: self.origin.clone(), key: name.clone(), available });
             };
             let found = tensor.shape()[1..].to_vec();
-            let batch_left_out = shape.first() == Some(&1) && shape[1..] == found[..];
+            let batch_left_out = batch_axis_left_out(shape, &found);
             if found != *shape && !batch_left_out {
                 return Err(DataError::ShapeMismatch { file: self.origin.clone(), input: name.clone(), expected: shape.clone(), found });
             }

@@ -90,7 +90,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions) -> Result<RunOutc
         let names: Vec<String> = std::iter::once("original")
             .chain(pipeline.steps.iter().map(|s| s.name))
             .enumerate()
-            .map(|(i, name)| format!("{i:02}-{name}.txt"))
+            .map(|(i, name)| manager::dump_file_name(i, name))
             .collect();
         let clash = prepared.reads.iter().find(|r| {
             crate::pipeline::paths::same_file(&r.path, dir)

@@ -172,9 +172,8 @@ impl Runnable {
                     });
                 };
                 // A sample may leave out a leading batch axis of 1 (as data files store them).
-                let batch_left_out = input.shape.first() == Some(&1) && tensor.shape() == &input.shape[1..];
                 let reshaped;
-                let tensor = if batch_left_out {
+                let tensor = if crate::data::batch_axis_left_out(&input.shape, tensor.shape()) {
                     reshaped = guarded("adding the batch axis", || tensor.clone().into_shape(&input.shape))?;
                     &reshaped
                 } else {
