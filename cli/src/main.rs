@@ -29,12 +29,13 @@ enum Command {
     /// Re-save a model through the IR, optionally moving weights into or out of external data.
     Convert(commands::convert::Args),
     /// Run a pipeline: passes, verification with tract, the gate; write the model only if it passes.
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     /// List every pass with its parameters, defaults and a one-line description.
     Passes(commands::passes::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    remove_temporary_files_on_signal();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -55,6 +56,23 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code.into(),
         Err(e) => report(e),
     }
+}
+
+/// On SIGINT or SIGTERM: remove every temporary file whittle has open (a partial output would
+/// otherwise stay behind as a hidden file) and exit with 128 + the signal number, as shells do.
+fn remove_temporary_files_on_signal() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return; // Without the handler the default action (exit) applies; nothing else changes.
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let removed = whittle_graph::atomic::remove_pending();
+            let what = if signal == SIGINT { "interrupted" } else { "terminated" };
+            eprintln!("whittle: {what}; {removed} unfinished temporary file(s) removed");
+            std::process::exit(128 + signal);
+        }
+    });
 }
 
 fn report(e: CliError) -> std::process::ExitCode {

@@ -8,11 +8,12 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
+use crate::atomic::AtomicFile;
 use crate::error::ModelError;
 use crate::ir::{ConstOrigin, Graph, NodeId, OrderKey, ValueDef, ValueId};
 use crate::model::Model;
@@ -253,8 +254,9 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
     let mut data_file = None;
     if let DataPlacement::External { threshold } = placement {
         let location = format!("{file_name}.data");
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-        let mut writer = BufWriter::new(tmp.as_file_mut());
+        let data_path = dir.join(&location);
+        let mut tmp = AtomicFile::new(&data_path).map_err(write_err)?;
+        let mut writer = BufWriter::new(tmp.file());
         let mut offset = 0u64;
         let g = &mut model.to_mut().graph;
         let ids: Vec<ValueId> = if threshold == u64::MAX {
@@ -273,7 +275,7 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
         }
         writer.flush().map_err(write_err)?;
         drop(writer);
-        data_file = Some((tmp, dir.join(&location)));
+        data_file = Some((tmp, data_path));
         proto = model_to_proto(&model);
     }
     if proto.encoded_len() as u64 > PROTOBUF_LIMIT {
@@ -282,26 +284,13 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
             message: "the model is over 2 GiB even with external data (too many large attributes?)".into(),
         });
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    let mut tmp = AtomicFile::new(path).map_err(write_err)?;
     // `write_model_streaming` buffers by itself.
-    write_model_streaming(proto, tmp.as_file_mut()).map_err(write_err)?;
+    write_model_streaming(proto, tmp.file()).map_err(write_err)?;
     if let Some((data_tmp, data_path)) = data_file {
-        persist(data_tmp, &data_path)?;
+        data_tmp.commit().map_err(|source| ModelError::Write { path: data_path, source })?;
     }
-    persist(tmp, path)
-}
-
-fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), ModelError> {
-    let err = |source| ModelError::Write { path: path.to_path_buf(), source };
-    // Temporary files are created private (0600); the output is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)?;
-    }
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| ModelError::Write { path: PathBuf::from(path), source: e.error })?;
-    Ok(())
+    tmp.commit().map_err(write_err)
 }
 
 /// Encodes a model into a writer without building the whole message in memory: the model fields,

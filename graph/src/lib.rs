@@ -7,6 +7,7 @@ pub mod onnx {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
+pub mod atomic;
 pub mod builder;
 pub mod channels;
 pub mod dtype;

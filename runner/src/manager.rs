@@ -101,6 +101,8 @@ pub enum StopReason {
     Requested,
     /// The differential check after the step failed.
     DifferentialFailed,
+    /// The run's time limit (`--timeout`) ran out; the step itself completed.
+    TimedOut,
 }
 
 /// Where the pipeline stopped early.
@@ -157,8 +159,8 @@ pub struct StepError {
 }
 
 /// Called after each step with its record and the model; may fill `record.differential`.
-/// Returning `false` stops the pipeline (the step's check failed).
-pub type AfterStep<'a> = dyn FnMut(&mut StepRecord, &Model) -> bool + 'a;
+/// Returning a reason stops the pipeline after this step.
+pub type AfterStep<'a> = dyn FnMut(&mut StepRecord, &Model) -> Option<StopReason> + 'a;
 
 /// Runs `steps` on `model` (see the module doc).
 pub fn run_steps(
@@ -223,13 +225,10 @@ pub fn run_steps(
             notes: report.notes,
             differential: None,
         };
-        let keep_going = after(&mut record, model);
+        let stop = after(&mut record, model);
         done.push(record);
-        if !keep_going {
-            return Ok(ManagerOutcome {
-                steps: done,
-                stopped: Some(Stop { index, pass: step.name.to_string(), reason: StopReason::DifferentialFailed }),
-            });
+        if let Some(reason) = stop {
+            return Ok(ManagerOutcome { steps: done, stopped: Some(Stop { index, pass: step.name.to_string(), reason }) });
         }
     }
     let stopped = (last < steps.len()).then(|| Stop {

@@ -48,12 +48,23 @@ pub struct Args {
     /// Redo the work even when the output is up to date.
     #[arg(long)]
     force: bool,
-    /// Worker threads for running evaluation samples (latency is always single-threaded).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Worker threads for running evaluation samples (latency is always single-threaded); at most 1024.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
+    /// End the run after this many seconds: exit 3, nothing exported, the report saying what finished.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
     /// Print the JSON report on stdout instead of the summary.
     #[arg(long)]
     json: bool,
+}
+
+/// `--timeout`: positive seconds, fractions allowed.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!("`{text}` is not a number of seconds above 0 (e.g. 600 or 0.5)")),
+    }
 }
 
 /// One `error:` line per diagnostic.
@@ -79,6 +90,7 @@ pub fn run(args: &Args) -> CliResult {
         dump_after_each: args.dump_after_each.clone(),
         threads: args.threads.map(|t| t as usize),
         progress: true,
+        timeout: args.timeout,
     };
     let outcome = match run_pipeline(&pipeline, &options) {
         Ok(o) => o,

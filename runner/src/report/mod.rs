@@ -60,6 +60,18 @@ pub struct Report {
     pub verification: Option<Verification>,
     pub gate: Option<GateResult>,
     pub notes: Vec<String>,
+    /// Set when the run's time limit (`--timeout`) ran out.
+    pub timed_out: Option<TimedOutInfo>,
+    /// Wall-clock seconds per phase of the run, in the order they ran (not deterministic).
+    pub timings: Vec<crate::run::timings::Phase>,
+}
+
+/// When the time limit ran out.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimedOutInfo {
+    pub limit_seconds: f64,
+    /// e.g. `after step 3 (remove_noops)`, `while tract loaded the candidate`.
+    pub during: String,
 }
 
 /// The pipeline that ran.
@@ -130,22 +142,6 @@ impl Report {
 
     /// Writes the JSON report atomically (temporary file in the same folder, then rename).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        write_atomic(path, self.to_json().as_bytes())
+        whittle_graph::atomic::write(path, self.to_json().as_bytes())
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file renamed into place; creates the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    // Temporary files are created private (0600); a report is an ordinary file, like the model.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

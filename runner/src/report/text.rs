@@ -44,6 +44,7 @@ pub fn render_text(r: &Report) -> String {
         let why = match stop.reason {
             crate::manager::StopReason::Requested => "as requested (--stop-after)",
             crate::manager::StopReason::DifferentialFailed => "its differential check failed",
+            crate::manager::StopReason::TimedOut => "the time limit (--timeout) ran out",
         };
         let _ = writeln!(s, "  stopped after step {} ({}): {why}", stop.index, stop.pass);
     }

@@ -5,13 +5,13 @@ use ndarray::ArrayD;
 
 use crate::data::InputSet;
 use crate::manager::Differential;
-use crate::verify::{CompareOptions, Runnable, load_model, run_all};
+use crate::verify::{CompareOptions, Runnable, VerifyError, run_all};
 
-/// Runs `model_bytes` on the first `reference.len()` samples of `data` and compares with
-/// `reference` (the original's outputs on those samples).
+/// Runs `model` (the candidate so far, loaded by the caller, or the error that stopped tract
+/// loading it) on the first `reference.len()` samples of `data` and compares with `reference`
+/// (the original's outputs on those samples).
 pub fn check(
-    model_bytes: &[u8],
-    shapes: &[(String, Vec<usize>)],
+    model: Result<&Runnable, &VerifyError>,
     data: &InputSet,
     reference: &[Vec<ArrayD<f32>>],
     output_names: &[String],
@@ -26,13 +26,13 @@ pub fn check(
         passed: false,
         error: Some(error),
     };
-    let outputs = load_model(model_bytes, shapes).and_then(|m: Runnable| {
-        let subset = data.take(reference.len())?;
-        run_all(&m, &subset)
+    let outputs = model.map_err(|e| e.to_string()).and_then(|m| {
+        let subset = data.take(reference.len()).map_err(|e| e.to_string())?;
+        run_all(m, &subset).map_err(|e| e.to_string())
     });
     let outputs = match outputs {
         Ok(o) => o,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(e),
     };
     match compare(reference, &outputs, output_names) {
         Ok((relative_max_error, worst_output, min_sqnr_db)) => Differential {

@@ -7,10 +7,13 @@
 //! steps when asked), compare the candidate with the original and time both, judge the gate,
 //! then write: on a pass the model (atomically) and the report; on a failure only the report.
 
+mod deadline;
 mod differential;
 mod progress;
+pub mod timings;
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ndarray::ArrayD;
 use rayon::prelude::*;
@@ -23,6 +26,8 @@ use crate::manager::{self, ManagerOptions, ModelFigures, StepError, StepRecord, 
 use crate::pipeline::{DataSpec, Diagnostic, Origin, Pipeline, PipelineError, Position, Prepared};
 use crate::report::{self, DataInfo, Files, InputInfo, ModelInfo, PipelineInfo, Report, RunStatus, Verification};
 use crate::verify::{self, CompareOptions, LatencyOptions, Runnable, VerifyError};
+use deadline::{Deadline, TimedOut};
+use timings::Timings;
 
 /// How to run a pipeline, besides what the pipeline says.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +43,9 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Show progress bars (only ever on a terminal).
     pub progress: bool,
+    /// End the run when it has taken this long: status `failed` (exit 3), nothing exported, the
+    /// report saying what finished ([`Report::timed_out`]).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What a run did.
@@ -84,7 +92,9 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions) -> Result<RunOutc
                 .map_err(PipelineError::from)?,
         ),
     };
-    let prepared = pipeline.prepare()?;
+    let deadline = options.timeout.map(Deadline::new);
+    let mut timings = Timings::default();
+    let prepared = timings.time("prepare", || pipeline.prepare())?;
     // The dump folder gets `NN-PASS.txt` files: none of them may be something the run reads.
     if let Some(dir) = &options.dump_after_each {
         let names: Vec<String> = std::iter::once("original")
@@ -116,7 +126,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions) -> Result<RunOutc
             rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build().map_err(|e| RunError::Internal(format!("thread pool: {e}")))?,
         ),
     };
-    Run::new(pipeline, options, prepared, stop_after, pool)?.go()
+    Run::new(pipeline, options, prepared, stop_after, pool, timings, deadline)?.go()
 }
 
 /// Runs `f` on `pool` when there is one (for `--threads`), else on rayon's global pool.
@@ -141,6 +151,11 @@ struct Run<'a> {
     fingerprint: String,
     report: Report,
     pool: Option<rayon::ThreadPool>,
+    timings: Timings,
+    /// The model tract loaded last for a differential check, with its bytes: when the final
+    /// candidate is that model, verification reuses it instead of loading it again.
+    last_checked: Option<(Vec<u8>, Runnable)>,
+    deadline: Option<Deadline>,
 }
 
 impl<'a> Run<'a> {
@@ -150,6 +165,8 @@ impl<'a> Run<'a> {
         prep: Prepared,
         stop_after: Option<usize>,
         pool: Option<rayon::ThreadPool>,
+        timings: Timings,
+        deadline: Option<Deadline>,
     ) -> Result<Run<'a>, RunError> {
         let original_bytes = whittle_graph::encode_for_runtime(&prep.model);
         let fingerprint = compute_fingerprint(pipeline, &prep, &original_bytes, stop_after)?;
@@ -181,8 +198,10 @@ impl<'a> Run<'a> {
             verification: None,
             gate: None,
             notes: prep.notes.clone(),
+            timings: Vec::new(),
+            timed_out: None,
         };
-        Ok(Run { pipeline, options, prep, stop_after, original_bytes, fingerprint, report, pool })
+        Ok(Run { pipeline, options, prep, stop_after, original_bytes, fingerprint, report, pool, timings, last_checked: None, deadline })
     }
 
     /// The original upgraded by `opset_conversion` alone, for tract, when tract lacks one of its
@@ -219,7 +238,14 @@ impl<'a> Run<'a> {
         // The original, with tract.
         let model_origin = self.pipeline.model.as_ref().map_or(Origin::Default, |s| s.origin.clone());
         let mut reference_converted = false;
-        let original = match verify::load_model(&self.original_bytes, &shapes) {
+        let start = Instant::now();
+        let loaded = deadline::load_model(self.deadline.as_ref(), &self.original_bytes, &shapes, "while tract loaded the original");
+        self.timings.since("tract_load_original", start);
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(t) => return self.timed_out(t),
+        };
+        let original = match loaded {
             Ok(m) => m,
             // tract lacks some old-opset forms (Upsample, TopK-1, BatchNormalization's spatial):
             // a model below opset 13 is given to it converted; anything else is the user's to see.
@@ -241,7 +267,13 @@ impl<'a> Run<'a> {
                 }
             },
         };
-        let reference = run_samples(&original, &eval, self.options.progress, "original on evaluation set", self.pool.as_ref())
+        let start = Instant::now();
+        let reference = self.run_samples(&original, &eval, "original on evaluation set");
+        self.timings.since("run_original", start);
+        if let Err(VerifyError::TimedOut) = reference {
+            return self.timed_out(TimedOut { during: "while the original ran on the evaluation set".into() });
+        }
+        let reference = reference
             .map_err(|e| self.invalid(&eval_origin(self.pipeline), format!("the original model fails on the evaluation data: {e}")))?;
 
         // The steps.
@@ -249,12 +281,17 @@ impl<'a> Run<'a> {
         let outcome = self.run_steps(&mut candidate, &shapes, &eval, &reference, original.output_names(), reference_converted)?;
         self.report.steps = outcome.steps;
         self.report.stopped = outcome.stopped.clone();
+        if let Some(stop) = outcome.stopped.as_ref().filter(|s| s.reason == StopReason::TimedOut) {
+            return self.timed_out(TimedOut { during: format!("after step {} ({})", stop.index, stop.pass) });
+        }
         // Declarations that the steps made stale (pinned inputs, new shapes) would make the
         // exported file fail onnx.checker's full check.
+        let start = Instant::now();
         for change in whittle_graph::shape::declare::reconcile_declared_shapes(&mut candidate) {
             self.report.notes.push(change);
         }
         let candidate_bytes = whittle_graph::encode_for_runtime(&candidate);
+        self.timings.since("steps", start);
         let mut cand_info = model_info(&candidate, 0);
         cand_info.file_bytes = cand_info.figures.encoded_bytes;
         if cand_info.op_histogram.contains_key("QuantizeLinear") || cand_info.op_histogram.contains_key("DequantizeLinear") {
@@ -283,7 +320,19 @@ impl<'a> Run<'a> {
         });
         let verification = match &differential_failure {
             Some(_) => Verification { comparison: None, latency: None, size_ratio, error: None },
-            None => self.verify(&original, &candidate_bytes, &shapes, &eval, &reference, size_ratio),
+            None => {
+                // tract loads each distinct model once per run: the candidate may be the original
+                // (no step changed it) or the model the last differential check loaded.
+                let already_loaded = if candidate_bytes == self.original_bytes && !reference_converted {
+                    Some(original.clone())
+                } else {
+                    self.last_checked.take().filter(|(bytes, _)| *bytes == candidate_bytes).map(|(_, m)| m)
+                };
+                match self.verify(&original, already_loaded, &candidate_bytes, &shapes, &eval, &reference, size_ratio) {
+                    Ok(v) => v,
+                    Err(t) => return self.timed_out(t),
+                }
+            }
         };
         let failure = differential_failure.or_else(|| verification.error.clone());
         let gate = gate::evaluate(
@@ -313,35 +362,59 @@ impl<'a> Run<'a> {
         let pb = progress::bar(self.options.progress, total, "steps");
         let diff_reference = &reference[..spec.differential_samples.clamp(1, reference.len())];
         let pool = self.pool.as_ref();
+        let mut differential_time = std::time::Duration::ZERO;
+        let mut last_checked = None;
+        let deadline = self.deadline.as_ref();
         let mut after = |record: &mut StepRecord, model: &Model| {
             pb.set_message(format!("step {} {}", record.index, record.pass));
             pb.inc(1);
+            if deadline.is_some_and(Deadline::expired) {
+                return Some(StopReason::TimedOut);
+            }
             if !(spec.differential && record.exact) {
-                return true;
+                return None;
             }
             // tract could not run the original's opset: nor can it run the model before conversion.
             if reference_converted && model.opset("").is_some_and(|o| o < whittle_passes::opset_conversion::MIN_TARGET) {
-                return true;
+                return None;
             }
-            let bytes = whittle_graph::encode_for_runtime(model);
-            let d = in_pool(pool, || differential::check(&bytes, shapes, eval, diff_reference, output_names, spec.differential_tolerance));
+            let start = Instant::now();
+            // Loaded as it will be exported (declarations reconciled), so that verification can
+            // reuse this load when no later step changes the model.
+            let mut exported = model.clone();
+            whittle_graph::shape::declare::reconcile_declared_shapes(&mut exported);
+            let bytes = whittle_graph::encode_for_runtime(&exported);
+            let Ok(loaded) = deadline::load_model(deadline, &bytes, shapes, "") else {
+                differential_time += start.elapsed();
+                return Some(StopReason::TimedOut);
+            };
+            let d = in_pool(pool, || differential::check(loaded.as_ref(), eval, diff_reference, output_names, spec.differential_tolerance));
+            last_checked = loaded.ok().map(|m| (bytes, m));
+            differential_time += start.elapsed();
             let passed = d.passed;
             record.differential = Some(d);
-            passed
+            (!passed).then_some(StopReason::DifferentialFailed)
         };
         let options = ManagerOptions {
             input_shapes: self.prep.input_shapes.clone(),
             stop_after: self.stop_after,
             dump_dir: self.options.dump_after_each.clone(),
         };
+        let start = Instant::now();
         let result = manager::run_steps(candidate, &self.pipeline.steps, &options, &mut after);
         pb.finish_and_clear();
+        self.timings.add("steps", start.elapsed().saturating_sub(differential_time));
+        if !differential_time.is_zero() {
+            self.timings.add("differential", differential_time);
+        }
+        self.last_checked = last_checked;
         match result {
             Ok(o) => Ok(o),
             Err(error) => {
                 self.report.status = RunStatus::Error;
                 self.report.error = Some(error.to_string());
                 self.report.steps = error.completed.clone();
+                self.report.timings = self.timings.phases().to_vec();
                 // Best effort: the step error is what the user needs to see.
                 if let Some(path) = &self.prep.report {
                     let _ = self.report.write(path);
@@ -351,24 +424,39 @@ impl<'a> Run<'a> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn verify(
-        &self,
+        &mut self,
         original: &Runnable,
+        already_loaded: Option<Runnable>,
         candidate_bytes: &[u8],
         shapes: &[(String, Vec<usize>)],
         eval: &InputSet,
         reference: &[Vec<ArrayD<f32>>],
         size_ratio: f64,
-    ) -> Verification {
+    ) -> Result<Verification, TimedOut> {
         let spec = &self.pipeline.verify;
-        let failed =
-            |what: &str, e: VerifyError| Verification { comparison: None, latency: None, size_ratio, error: Some(format!("{what}: {e}")) };
-        let candidate = match verify::load_model(candidate_bytes, shapes) {
-            Ok(c) => c,
-            Err(e) => return failed("tract cannot load the candidate", e),
+        let failed = |what: &str, e: VerifyError| {
+            Ok(Verification { comparison: None, latency: None, size_ratio, error: Some(format!("{what}: {e}")) })
         };
-        let outputs = match run_samples(&candidate, eval, self.options.progress, "candidate on evaluation set", self.pool.as_ref()) {
+        let candidate = match already_loaded {
+            Some(c) => c,
+            None => {
+                let start = Instant::now();
+                let loaded = deadline::load_model(self.deadline.as_ref(), candidate_bytes, shapes, "while tract loaded the candidate");
+                self.timings.since("tract_load_candidate", start);
+                match loaded? {
+                    Ok(c) => c,
+                    Err(e) => return failed("tract cannot load the candidate", e),
+                }
+            }
+        };
+        let start = Instant::now();
+        let outputs = self.run_samples(&candidate, eval, "candidate on evaluation set");
+        self.timings.since("run_candidate", start);
+        let outputs = match outputs {
             Ok(o) => o,
+            Err(VerifyError::TimedOut) => return Err(TimedOut { during: "while the candidate ran on the evaluation set".into() }),
             Err(e) => return failed("tract cannot run the candidate", e),
         };
         let options = CompareOptions {
@@ -382,28 +470,78 @@ impl<'a> Run<'a> {
             Ok(c) => c,
             Err(e) => return failed("comparing outputs", e),
         };
+        Deadline::check(self.deadline.as_ref(), "before latency was measured")?;
         let latency = if spec.latency_runs == 0 {
             None
         } else {
             let pb = progress::bar(self.options.progress, 0, "measuring latency");
             pb.enable_steady_tick(std::time::Duration::from_millis(120));
             let options = LatencyOptions { warmup: spec.latency_warmup, runs: spec.latency_runs, ..LatencyOptions::default() };
+            let start = Instant::now();
             let measured =
                 eval.sample(0).map_err(VerifyError::from).and_then(|s| verify::measure_latency(original, &candidate, &s, &options));
+            self.timings.since("latency", start);
             pb.finish_and_clear();
             match measured {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    return Verification {
+                    return Ok(Verification {
                         comparison: Some(comparison),
                         latency: None,
                         size_ratio,
                         error: Some(format!("measuring latency: {e}")),
-                    };
+                    });
                 }
             }
         };
-        Verification { comparison: Some(comparison), latency, size_ratio, error: None }
+        Ok(Verification { comparison: Some(comparison), latency, size_ratio, error: None })
+    }
+
+    /// Runs every sample (in parallel, results in order) with a progress bar, on `--threads`'s
+    /// pool; [`VerifyError::TimedOut`] when the deadline passes first.
+    fn run_samples(&self, model: &Runnable, data: &InputSet, what: &str) -> Result<Vec<Vec<ArrayD<f32>>>, VerifyError> {
+        let pb = progress::bar(self.options.progress, data.len() as u64, what);
+        let deadline = self.deadline.as_ref();
+        let out = in_pool(self.pool.as_ref(), || {
+            (0..data.len())
+                .into_par_iter()
+                .map(|i| {
+                    if deadline.is_some_and(Deadline::expired) {
+                        return Err(VerifyError::TimedOut);
+                    }
+                    let sample = data.sample(i)?;
+                    let r = model.run(&sample).map_err(|e| VerifyError::Sample { index: i, error: Box::new(e) });
+                    pb.inc(1);
+                    r
+                })
+                .collect()
+        });
+        pb.finish_and_clear();
+        out
+    }
+
+    /// The time limit ran out: the run ends failed (exit 3 at the CLI) with nothing exported, and
+    /// the report says when and which phases finished.
+    fn timed_out(mut self, t: TimedOut) -> Result<RunOutcome, RunError> {
+        let limit = self.deadline.map_or(0.0, |d| d.limit().as_secs_f64());
+        let finished: Vec<&str> = self.timings.phases().iter().map(|p| p.phase.as_str()).collect();
+        let failure = format!(
+            "the time limit of {limit} s (--timeout) ran out {}; finished: {}",
+            t.during,
+            if finished.is_empty() { "nothing".to_string() } else { finished.join(", ") }
+        );
+        let size_ratio = self
+            .report
+            .candidate
+            .as_ref()
+            .map_or(f64::NAN, |c| c.figures.encoded_bytes as f64 / self.report.original.figures.encoded_bytes.max(1) as f64);
+        let gate =
+            gate::evaluate(&self.pipeline.verify, &Measured { comparison: None, latency: None, size_ratio, failure: Some(&failure) });
+        self.report.timed_out = Some(report::TimedOutInfo { limit_seconds: limit, during: t.during });
+        self.report.gate = Some(gate);
+        self.report.status = RunStatus::Failed;
+        let report_written = self.write_report()?;
+        Ok(RunOutcome { status: RunStatus::Failed, report: self.report, output_written: None, report_written })
     }
 
     /// Writes the results for a judged candidate.
@@ -412,6 +550,7 @@ impl<'a> Run<'a> {
         self.report.gate = Some(gate);
         self.report.status = if passed { RunStatus::Passed } else { RunStatus::Failed };
         let mut output_written = None;
+        let start = Instant::now();
         if passed && let Some(out) = &self.prep.output {
             fingerprint::stamp(&mut candidate, &self.fingerprint);
             if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -432,6 +571,7 @@ impl<'a> Run<'a> {
                 .notes
                 .push(format!("{} exists from an earlier run; it was left untouched and does not hold this candidate", out.display()));
         }
+        self.timings.since("write", start);
         let report_written = self.write_report()?;
         Ok(RunOutcome { status: self.report.status, report: self.report, output_written, report_written })
     }
@@ -445,7 +585,8 @@ impl<'a> Run<'a> {
         Ok(RunOutcome { status: RunStatus::Skipped, report: self.report, output_written: None, report_written })
     }
 
-    fn write_report(&self) -> Result<Option<PathBuf>, RunError> {
+    fn write_report(&mut self) -> Result<Option<PathBuf>, RunError> {
+        self.report.timings = self.timings.phases().to_vec();
         let Some(path) = &self.prep.report else { return Ok(None) };
         self.report.write(path).map_err(|e| RunError::Write { path: path.clone(), error: e.to_string() })?;
         Ok(Some(path.clone()))
@@ -458,30 +599,6 @@ impl<'a> Run<'a> {
 
 fn eval_origin(p: &Pipeline) -> Origin {
     p.evaluation.as_ref().map_or(Origin::Default, |s| s.origin.clone())
-}
-
-/// Runs every sample (in parallel, results in order) with a progress bar.
-fn run_samples(
-    model: &Runnable,
-    data: &InputSet,
-    progress: bool,
-    what: &str,
-    pool: Option<&rayon::ThreadPool>,
-) -> Result<Vec<Vec<ArrayD<f32>>>, VerifyError> {
-    let pb = progress::bar(progress, data.len() as u64, what);
-    let out = in_pool(pool, || {
-        (0..data.len())
-            .into_par_iter()
-            .map(|i| {
-                let sample = data.sample(i)?;
-                let r = model.run(&sample).map_err(|e| VerifyError::Sample { index: i, error: Box::new(e) });
-                pb.inc(1);
-                r
-            })
-            .collect()
-    });
-    pb.finish_and_clear();
-    out
 }
 
 fn data_info(description: &str, set: &InputSet) -> DataInfo {

@@ -73,6 +73,10 @@ pub enum VerifyError {
     #[error("not supported: {what}")]
     Unsupported { what: String },
 
+    /// The run's time limit ran out before the work was done.
+    #[error("the time limit ran out")]
+    TimedOut,
+
     /// Loading or slicing the input data failed.
     #[error(transparent)]
     Data(#[from] DataError),

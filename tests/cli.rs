@@ -1,0 +1,10 @@
+//! End-to-end tests of the `whittle` executable (declared by the `cli` crate so that they can run
+//! it), one module per subject, linked into one test binary.
+
+mod cli_any_model;
+mod cli_commands;
+mod cli_errors;
+mod cli_guards;
+mod cli_limits;
+mod cli_pipelines_bad;
+mod cli_run;
