@@ -138,3 +138,65 @@ fn sigterm_and_sigint_remove_unfinished_temporary_files() {
         assert!(caught, "never caught the export of a 48 MiB model in progress");
     }
 }
+
+/// x [1] + ConstantOfShape([4e15]): 16 PB of weights in a few hundred bytes of file.
+fn constant_of_shape_bomb(path: &Path) {
+    let shape = whittle_tests::fixtures::i64_tensor("shape", &[1], &[4_000_000_000_000_000]);
+    let graph = whittle_graph::onnx::GraphProto {
+        name: Some("bomb".into()),
+        node: vec![node("ConstantOfShape", "big", &["shape"], &["c"]), node("Add", "add", &["x", "c"], &["y"])],
+        input: vec![f32_info("x", &[1])],
+        output: vec![f32_info("y", &[4_000_000_000_000_000])],
+        initializer: vec![shape],
+        ..Default::default()
+    };
+    std::fs::write(path, model(graph).encode_to_vec()).unwrap();
+}
+
+#[test]
+fn runs_too_big_for_memory_are_refused_with_exit_2_before_starting() {
+    let (dir, pipeline) = setup();
+    let d = dir.path();
+    let out = d.join("o.onnx");
+    let refused = |o: &Output, expect: &[&str]| {
+        assert_eq!(o.status.code(), Some(2), "{}", text(o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        for e in expect {
+            assert!(err.contains(e), "`{e}` missing: {}", text(o));
+        }
+        assert!(!err.contains("panicked") && !err.contains("memory allocation"), "{}", text(o));
+        assert!(!out.exists());
+    };
+
+    // A 100000 x 100000 image: 120 GB per activation, found from the shapes alone.
+    let o = whittle(&["run", &s(&pipeline), "--input", "x=1,3,100000,100000", "--eval", "random", "--out", &s(&out)]);
+    refused(&o, &["memory limit", "activations", "--max-memory"]);
+
+    // A million random samples cost nothing to hold (drawn one at a time), but their outputs are
+    // kept for the comparison: 16 MB here, above a 4 MiB limit.
+    let many = d.join("many.yaml");
+    std::fs::write(&many, "model: m.onnx\ninputs: {x: [1, 3, 48, 192]}\nevaluation: {random: {}, samples: 1000000}\nsteps: [dead_code]\n")
+        .unwrap();
+    let o = whittle(&["run", &s(&many), "--out", &s(&out), "--max-memory", "4M"]);
+    refused(&o, &["outputs kept 15.3 MiB", "--max-memory 4.0 MiB"]);
+
+    // An npz of zeros: 11 MB of samples compressed to a few kilobytes, refused unread.
+    let bomb = d.join("bomb.npz");
+    whittle_tests::write_npz_compressed(&bomb, &[("x", ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[100, 3, 48, 192])))]);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 200_000);
+    let o = whittle(&["run", &s(&pipeline), "--eval", &s(&bomb), "--out", &s(&out), "--max-memory", "4M"]);
+    refused(&o, &["bomb.npz", "decodes to 10.5 MiB"]);
+
+    // A ConstantOfShape of 4e15 elements: refused from the estimate, before tract sees it.
+    let cos = d.join("cos.onnx");
+    constant_of_shape_bomb(&cos);
+    let o = whittle(&["run", &s(&pipeline), "--model", &s(&cos), "--input", "x=1", "--eval", "random", "--out", &s(&out)]);
+    refused(&o, &["memory limit", "PiB", "activations"]);
+
+    for bad in ["0", "12Q", "much"] {
+        let o = whittle(&["run", &s(&pipeline), "--max-memory", bad]);
+        assert_eq!(o.status.code(), Some(64), "--max-memory {bad}: {}", text(&o));
+    }
+    let o = whittle(&["run", &s(&pipeline), "--threads", "100000"]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+}

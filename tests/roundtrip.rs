@@ -235,6 +235,45 @@ fn a_model_too_big_for_protobuf_is_written_with_external_data() {
     let small = dir.path().join("small.onnx");
     whittle_graph::save_model(&model, &small, &SaveOptions::default()).unwrap();
     assert!(!dir.path().join("small.onnx.data").exists());
+
+    // Asked for inline, a model over the limit is refused with that reason, nothing written.
+    let inline = dir.path().join("inline.onnx");
+    let err = whittle_graph::save_model(&model, &inline, &SaveOptions { placement: DataPlacement::Inline, inline_limit: 100_000 })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("every tensor inline") && err.contains("--external-data"), "{err}");
+    assert!(!inline.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file left");
+}
+
+#[test]
+fn exporting_external_data_shares_the_mapped_weights_instead_of_copying_them() {
+    // Re-saving a model whose weights are external streams them from the mapped file: the
+    // tensors to write hold the very bytes of the source mapping (no copy of the weights in
+    // memory; peak memory stays about the size of the file, not twice it).
+    let path = whittle_tests::testdata("ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let model = whittle_graph::load_model(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let external = dir.path().join("ext.onnx");
+    whittle_graph::save_model(
+        &model,
+        &external,
+        &SaveOptions { placement: DataPlacement::External { threshold: 1024 }, ..Default::default() },
+    )
+    .unwrap();
+    let loaded = whittle_graph::load_model(&external).unwrap();
+    let g = &loaded.graph;
+    let mut shared = 0;
+    for v in g.value_ids() {
+        let Some(t) = g.constant(v).filter(|t| t.is_external()) else { continue };
+        let moved = t.externalized("other.onnx.data", 0).unwrap();
+        assert_eq!(moved.raw_bytes().unwrap().as_ptr(), t.raw_bytes().unwrap().as_ptr(), "{} copied", g.value(v).name);
+        shared += 1;
+    }
+    assert!(shared > 10, "{shared} external tensors");
+    let again = dir.path().join("again.onnx");
+    whittle_graph::save_model(&loaded, &again, &SaveOptions::default()).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("again.onnx.data")).unwrap(), std::fs::read(dir.path().join("ext.onnx.data")).unwrap());
 }
 
 #[test]

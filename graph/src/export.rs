@@ -39,7 +39,8 @@ pub enum DataPlacement {
 #[derive(Clone, Debug)]
 pub struct SaveOptions {
     pub placement: DataPlacement,
-    /// Size above which `Keep` switches to external data (2 GiB; lowered in tests).
+    /// The largest model file (protobuf message) written: protobuf's 2 GiB, lowered in tests.
+    /// Above it `Keep` switches to external data and `Inline` fails with the reason.
     pub inline_limit: u64,
 }
 
@@ -278,11 +279,17 @@ pub fn save_model(model: &Model, path: &Path, options: &SaveOptions) -> Result<(
         data_file = Some((tmp, data_path));
         proto = model_to_proto(&model);
     }
-    if proto.encoded_len() as u64 > PROTOBUF_LIMIT {
-        return Err(ModelError::Export {
-            path: path.to_path_buf(),
-            message: "the model is over 2 GiB even with external data (too many large attributes?)".into(),
-        });
+    if proto.encoded_len() as u64 > options.inline_limit.min(PROTOBUF_LIMIT) {
+        let message = if data_file.is_some() {
+            "the model is over 2 GiB even with its weights in external data (too many large attributes?)".to_string()
+        } else {
+            format!(
+                "the model is {} bytes with every tensor inline, over the {} bytes a protobuf message can hold (2 GiB): store its weights as external data (convert --external-data)",
+                proto.encoded_len(),
+                options.inline_limit.min(PROTOBUF_LIMIT)
+            )
+        };
+        return Err(ModelError::Export { path: path.to_path_buf(), message });
     }
     let mut tmp = AtomicFile::new(path).map_err(write_err)?;
     // `write_model_streaming` buffers by itself.

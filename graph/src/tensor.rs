@@ -165,9 +165,14 @@ impl Tensor {
         Tensor { proto: Arc::new(proto), dtype: self.dtype, external: None }
     }
 
-    /// This tensor stored at `offset` of the external file `location` (its bytes stay attached).
+    /// This tensor stored at `offset` of the external file `location` (its bytes stay attached:
+    /// shared with this tensor's, never copied, when they are stored as raw bytes, e.g. in a
+    /// memory-mapped file).
     pub fn externalized(&self, location: &str, offset: u64) -> Result<Tensor, TensorError> {
-        let raw = Bytes::copy_from_slice(&self.raw_bytes()?);
+        let raw = match self.raw_bytes_stored() {
+            Some(stored) => stored.clone(),
+            None => Bytes::from(self.raw_bytes()?.into_owned()),
+        };
         let entry = |k: &str, v: String| crate::onnx::StringStringEntryProto { key: Some(k.into()), value: Some(v) };
         let p = &*self.proto;
         let proto = TensorProto {

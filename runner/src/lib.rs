@@ -8,6 +8,7 @@
 //! - [`gate`]: thresholds, pass or fail;
 //! - [`report`]: the JSON report (schema in `docs/report-schema.md`) and the terminal summary;
 //! - [`fingerprint`]: what an output depends on, for up-to-date checks;
+//! - [`memory`]: the memory a run will need, and the limit it is held to;
 //! - [`run_pipeline`]: all of the above as one call, usable without the CLI.
 //!
 //! ```no_run
@@ -23,6 +24,7 @@ pub mod data;
 pub mod fingerprint;
 pub mod gate;
 pub mod manager;
+pub mod memory;
 pub mod pipeline;
 pub mod report;
 mod run;

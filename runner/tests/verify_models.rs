@@ -75,7 +75,10 @@ fn perturbed_inputs_move_the_metrics() {
     // Mild perturbation: add uniform noise. Outputs change a little, predictions hardly.
     let noise = InputSet::random(&cls_shape(), 20, Default::default(), 5).unwrap();
     let x = data.input("x").unwrap().to_plain_array_view::<f32>().unwrap().to_owned();
-    let n = noise.input("x").unwrap().to_plain_array_view::<f32>().unwrap().to_owned();
+    // Random samples are drawn one at a time: stack them along the sample axis.
+    let samples: Vec<_> =
+        (0..noise.len()).map(|i| noise.sample(i).unwrap().remove(0).1.to_plain_array_view::<f32>().unwrap().to_owned()).collect();
+    let n = ndarray::stack(ndarray::Axis(0), &samples.iter().map(|a| a.view()).collect::<Vec<_>>()).unwrap();
     let noisy = InputSet::new("noisy", vec![("x".into(), Tensor::from(&x + &(n * 0.1f32)))], data.labels().cloned()).unwrap();
     let noisy_out = run_all(&model, &noisy).unwrap();
     let names = model.output_names();

@@ -97,7 +97,19 @@ pub fn full_check(python: &std::path::Path, model: &std::path::Path) -> Result<(
 
 /// Writes an `.npz` of f32 and i64 arrays (axis 0 = sample), for data files made in tests.
 pub fn write_npz(path: &std::path::Path, f32s: &[(&str, ndarray::ArrayD<f32>)], i64s: &[(&str, ndarray::ArrayD<i64>)]) {
-    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(path).expect("create npz"));
+    write_npz_with(ndarray_npy::NpzWriter::new(std::fs::File::create(path).expect("create npz")), f32s, i64s);
+}
+
+/// [`write_npz`], deflated (as `np.savez_compressed` writes).
+pub fn write_npz_compressed(path: &std::path::Path, f32s: &[(&str, ndarray::ArrayD<f32>)]) {
+    write_npz_with(ndarray_npy::NpzWriter::new_compressed(std::fs::File::create(path).expect("create npz")), f32s, &[]);
+}
+
+fn write_npz_with(
+    mut w: ndarray_npy::NpzWriter<std::fs::File>,
+    f32s: &[(&str, ndarray::ArrayD<f32>)],
+    i64s: &[(&str, ndarray::ArrayD<i64>)],
+) {
     for (name, a) in f32s {
         w.add_array(*name, a).expect("write array");
     }

@@ -51,6 +51,10 @@ pub struct Args {
     /// Worker threads for running evaluation samples (latency is always single-threaded); at most 1024.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
+    /// The most memory the run may need, e.g. 512M or 8G (default: 3/4 of this machine's or cgroup's memory).
+    /// A run estimated above it is refused with exit 2 before it starts.
+    #[arg(long, value_name = "SIZE", value_parser = whittle_runner::memory::parse_size)]
+    max_memory: Option<u64>,
     /// End the run after this many seconds: exit 3, nothing exported, the report saying what finished.
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
@@ -91,6 +95,9 @@ pub fn run(args: &Args) -> CliResult {
         threads: args.threads.map(|t| t as usize),
         progress: true,
         timeout: args.timeout,
+        max_memory: args
+            .max_memory
+            .map(|b| whittle_runner::memory::MemoryLimit::set(b, format!("--max-memory {}", whittle_runner::memory::human(b)))),
     };
     let outcome = match run_pipeline(&pipeline, &options) {
         Ok(o) => o,

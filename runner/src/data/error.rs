@@ -60,6 +60,11 @@ pub enum DataError {
     #[error("{file}: sample {index} requested, the set has {len}")]
     SampleOutOfRange { file: String, index: usize, len: usize },
 
+    /// Decoding the file would take more memory than the run may use (a decompression bomb, or
+    /// simply too much data): refused before allocating.
+    #[error("{file}: {what}")]
+    TooLarge { file: String, what: String },
+
     /// A loader option is invalid (e.g. std = 0, lo >= hi, height = 0).
     #[error("invalid data option: {what}")]
     InvalidOption { what: String },

@@ -6,7 +6,8 @@
 //!   `labels` array ([`InputSet::from_npz`]);
 //! - an `.npy` file holding the one input of a single-input model ([`InputSet::from_npy`]);
 //! - a folder of images ([`InputSet::from_image_dir`], layout in [`images`]);
-//! - a seeded random generator ([`InputSet::random`]).
+//! - a seeded random generator ([`InputSet::random`]), which draws each sample when it is asked
+//!   for: memory does not grow with the number of random samples.
 //!
 //! Declared input shapes ([`InputShape`]) are full model input shapes, of any rank (scalars
 //! included): whittle runs the model on one sample at a time, and a sample is one value of every
@@ -77,9 +78,18 @@ impl Labels {
 #[derive(Debug, Clone)]
 pub struct InputSet {
     origin: String,
-    inputs: Vec<(String, Tensor)>,
+    source: Source,
     labels: Option<Labels>,
     len: usize,
+}
+
+/// Where the samples come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Arrays in memory, axis 0 = sample.
+    Held(Vec<(String, Tensor)>),
+    /// Seeded random samples, drawn on demand.
+    Random(random::RandomInputs),
 }
 
 impl InputSet {
@@ -128,7 +138,7 @@ impl InputSet {
                 file: origin,
             });
         }
-        Ok(InputSet { origin, inputs, labels, len })
+        Ok(InputSet { origin, source: Source::Held(inputs), labels, len })
     }
 
     /// Number of samples (at least 1).
@@ -147,13 +157,26 @@ impl InputSet {
     }
 
     /// Input names, in the order of the source.
-    pub fn input_names(&self) -> impl Iterator<Item = &str> {
-        self.inputs.iter().map(|(n, _)| n.as_str())
+    pub fn input_names(&self) -> Vec<&str> {
+        match &self.source {
+            Source::Held(inputs) => inputs.iter().map(|(n, _)| n.as_str()).collect(),
+            Source::Random(r) => r.names().collect(),
+        }
     }
 
-    /// The whole tensor of one input (axis 0 = sample).
+    /// The whole tensor of one input (axis 0 = sample), for data held in memory (`None` for
+    /// random samples, which are drawn one at a time).
     pub fn input(&self, name: &str) -> Option<&Tensor> {
-        self.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        let Source::Held(inputs) = &self.source else { return None };
+        inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Bytes held in memory for the samples (0 for random samples).
+    pub fn held_bytes(&self) -> u64 {
+        match &self.source {
+            Source::Held(inputs) => inputs.iter().map(|(_, t)| (t.len() * t.datum_type().size_of()) as u64).sum(),
+            Source::Random(_) => 0,
+        }
     }
 
     /// The labels, if the source had any.
@@ -167,7 +190,11 @@ impl InputSet {
         if index >= self.len {
             return Err(DataError::SampleOutOfRange { file: self.origin.clone(), index, len: self.len });
         }
-        self.inputs
+        let inputs = match &self.source {
+            Source::Held(inputs) => inputs,
+            Source::Random(r) => return r.sample(index),
+        };
+        inputs
             .iter()
             .map(|(name, t)| {
                 let what = |e: String| DataError::Format {
@@ -187,8 +214,12 @@ impl InputSet {
             return Err(DataError::NoSamples { file: self.origin.clone() });
         }
         let n = n.min(self.len);
-        let inputs = self
-            .inputs
+        let labels = self.labels.as_ref().map(|l| l.truncated(n));
+        let inputs = match &self.source {
+            Source::Held(inputs) => inputs,
+            Source::Random(r) => return Ok(InputSet { origin: self.origin.clone(), source: Source::Random(r.clone()), labels, len: n }),
+        };
+        let inputs = inputs
             .iter()
             .map(|(name, t)| {
                 let part = t.slice(0, 0, n).map_err(|e| DataError::Format {
@@ -198,7 +229,7 @@ impl InputSet {
                 Ok((name.clone(), part))
             })
             .collect::<Result<Vec<_>, DataError>>()?;
-        Ok(InputSet { origin: self.origin.clone(), inputs, labels: self.labels.as_ref().map(|l| l.truncated(n)), len: n })
+        Ok(InputSet { origin: self.origin.clone(), source: Source::Held(inputs), labels, len: n })
     }
 
     /// Checks the set against the model's declared inputs (full shapes) and brings every array
@@ -207,12 +238,17 @@ impl InputSet {
     /// see the module doc). Element types are checked when the model runs (see `verify`).
     pub fn check_shapes(&mut self, declared: &[InputShape]) -> Result<(), DataError> {
         let declared_names: Vec<String> = declared.iter().map(|(n, _)| n.clone()).collect();
-        if let Some(name) = self.input_names().find(|n| !declared_names.iter().any(|d| d == n)) {
+        if let Some(name) = self.input_names().into_iter().find(|n| !declared_names.iter().any(|d| d == n)) {
             return Err(DataError::UnexpectedKey { file: self.origin.clone(), key: name.to_string(), expected: declared_names });
         }
+        let available: Vec<String> = self.input_names().into_iter().map(str::to_string).collect();
+        let inputs = match &mut self.source {
+            Source::Held(inputs) => inputs,
+            Source::Random(r) => return r.check_shapes(declared, &self.origin),
+        };
         for (name, shape) in declared {
-            let available: Vec<String> = self.input_names().map(str::to_string).collect();
-            let Some((_, tensor)) = self.inputs.iter_mut().find(|(n, _)| n == name) else {
+            let Some((_, tensor)) = inputs.iter_mut().find(|(n, _)| n == name) else {
+                let available = available.clone();
                 return Err(DataError::MissingKey { file: self.origin.clone(), key: name.clone(), available });
             };
             let found = tensor.shape()[1..].to_vec();

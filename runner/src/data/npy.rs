@@ -23,8 +23,10 @@ pub(crate) enum NpyArray {
     Text { shape: Vec<usize>, values: Vec<String> },
 }
 
-/// Reads one `.npy` stream. `file` and `key` are only used in error messages.
-pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str) -> Result<NpyArray, DataError> {
+/// Reads one `.npy` stream, refusing (before allocating) an array whose decoded size exceeds
+/// `max_bytes`. `file` and `key` are only used in error messages. Returns the array and the bytes
+/// it takes.
+pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str, max_bytes: u64) -> Result<(NpyArray, u64), DataError> {
     let format = |what: String| DataError::Format { file: file.to_string(), what: format!("array `{key}`: {what}") };
     let npy = NpyFile::new(reader).map_err(|e| format(format!("bad .npy header: {e}")))?;
     let shape = npy
@@ -44,6 +46,21 @@ pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str) -> Result<NpyA
     let DType::Plain(ts) = &dtype else {
         return Err(unsupported());
     };
+    // Strings also cost their `String` (24 bytes) each.
+    let element =
+        ts.num_bytes().unwrap_or(0) as u64 + if matches!(ts.type_char(), TypeChar::UnicodeStr | TypeChar::ByteStr) { 24 } else { 0 };
+    let count = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let bytes = count.and_then(|c| c.checked_mul(element)).unwrap_or(u64::MAX);
+    if bytes > max_bytes {
+        return Err(DataError::TooLarge {
+            file: file.to_string(),
+            what: format!(
+                "array `{key}` of shape {shape:?} decodes to {}, more than the {} this run may still use (the memory limit, --max-memory)",
+                crate::memory::human(bytes),
+                crate::memory::human(max_bytes)
+            ),
+        });
+    }
     let read_err = |e: std::io::Error| format(format!("cannot read data: {e}"));
     let tensor = match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 4) => tensor::<f32, R>(npy, &shape, fortran),
@@ -59,16 +76,16 @@ pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str) -> Result<NpyA
         (TypeChar::Bool, 1) => tensor::<bool, R>(npy, &shape, fortran),
         (TypeChar::UnicodeStr, _) => {
             let values: Vec<String> = npy.into_vec().map_err(read_err)?;
-            return Ok(NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape });
+            return Ok((NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape }, bytes));
         }
         (TypeChar::ByteStr, _) => {
             let raw: Vec<Vec<u8>> = npy.into_vec().map_err(read_err)?;
             let values = raw.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
-            return Ok(NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape });
+            return Ok((NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape }, bytes));
         }
         _ => return Err(unsupported()),
     };
-    tensor.map(NpyArray::Tensor).map_err(|e| format(e.to_string()))
+    tensor.map(|t| (NpyArray::Tensor(t), bytes)).map_err(|e| format(e.to_string()))
 }
 
 /// Reads all elements as `T` and builds a C-ordered tensor.
@@ -113,7 +130,7 @@ mod tests {
         let mut data = utf32("héllo", 6);
         data.extend(utf32("文字", 6));
         let bytes = npy_bytes("<U6", false, "(2,)", &data);
-        match read_npy(&bytes[..], "t.npy", "labels").unwrap() {
+        match read_npy(&bytes[..], "t.npy", "labels", u64::MAX).unwrap().0 {
             NpyArray::Text { shape, values } => {
                 assert_eq!(shape, vec![2]);
                 assert_eq!(values, vec!["héllo".to_string(), "文字".to_string()]);
@@ -127,7 +144,7 @@ mod tests {
         // The 2x3 matrix [[0,1,2],[3,4,5]] stored column-major: 0 3 1 4 2 5.
         let data: Vec<u8> = [0i64, 3, 1, 4, 2, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
         let bytes = npy_bytes("<i8", true, "(2, 3)", &data);
-        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x").unwrap() else { panic!("expected tensor") };
+        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x", u64::MAX).unwrap().0 else { panic!("expected tensor") };
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(values::<i64>(&t), vec![0, 1, 2, 3, 4, 5]);
     }
@@ -136,14 +153,14 @@ mod tests {
     fn reads_big_endian_f32() {
         let data: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
         let bytes = npy_bytes(">f4", false, "(2,)", &data);
-        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x").unwrap() else { panic!("expected tensor") };
+        let NpyArray::Tensor(t) = read_npy(&bytes[..], "t.npy", "x", u64::MAX).unwrap().0 else { panic!("expected tensor") };
         assert_eq!(values::<f32>(&t), vec![1.5, -2.0]);
     }
 
     #[test]
     fn rejects_complex_with_dtype_in_message() {
         let bytes = npy_bytes("<c8", false, "(1,)", &[0; 8]);
-        let err = read_npy(&bytes[..], "t.npy", "x").err().unwrap();
+        let err = read_npy(&bytes[..], "t.npy", "x", u64::MAX).err().unwrap();
         assert!(matches!(err, DataError::UnsupportedDtype { .. }), "{err}");
         assert!(err.to_string().contains("<c8"), "{err}");
     }
@@ -151,7 +168,7 @@ mod tests {
     #[test]
     fn truncated_data_is_a_format_error() {
         let bytes = npy_bytes("<f4", false, "(4,)", &[0; 6]);
-        let err = read_npy(&bytes[..], "t.npy", "x").err().unwrap();
+        let err = read_npy(&bytes[..], "t.npy", "x", u64::MAX).err().unwrap();
         assert!(matches!(err, DataError::Format { .. }), "{err}");
     }
 }

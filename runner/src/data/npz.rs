@@ -5,7 +5,7 @@
 //! Keys are model input names, plus an optional `labels` array.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use super::npy::{NpyArray, read_npy};
@@ -19,13 +19,25 @@ impl InputSet {
     /// axis 0 = sample. `labels` may hold integers (class indices) or strings (`<U`/`|S`).
     /// Call [`InputSet::check_shapes`] to match the keys and shapes with the model's inputs.
     pub fn from_npz(path: impl AsRef<Path>) -> Result<InputSet, DataError> {
+        Self::from_npz_within(path, u64::MAX)
+    }
+
+    /// [`InputSet::from_npz`], refusing before allocating when the arrays decode to more than
+    /// `max_bytes` in all (an archive far smaller than its content, a zip bomb, included).
+    pub fn from_npz_within(path: impl AsRef<Path>, max_bytes: u64) -> Result<InputSet, DataError> {
         let path = path.as_ref();
-        let file_name = path.display().to_string();
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+        Self::from_npz_reader(BufReader::new(file), &path.display().to_string(), max_bytes)
+    }
+
+    /// [`InputSet::from_npz_within`] from any seekable reader; `file_name` names it in messages.
+    pub fn from_npz_reader<R: Read + Seek>(reader: R, file_name: &str, max_bytes: u64) -> Result<InputSet, DataError> {
+        let file_name = file_name.to_string();
+        let mut zip = zip::ZipArchive::new(reader)
             .map_err(|e| DataError::Format { file: file_name.clone(), what: format!("not a valid .npz (zip) archive: {e}") })?;
         let mut inputs = Vec::new();
         let mut labels = None;
+        let mut left = max_bytes;
         for index in 0..zip.len() {
             let member = zip
                 .by_index(index)
@@ -35,7 +47,8 @@ impl InputSet {
             }
             let name = member.name().to_string();
             let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
-            let array = read_npy(BufReader::with_capacity(READ_BUFFER, member), &file_name, &key)?;
+            let (array, bytes) = read_npy(BufReader::with_capacity(READ_BUFFER, member), &file_name, &key, left)?;
+            left = left.saturating_sub(bytes);
             if key == "labels" {
                 labels = Some(labels_from(array, &file_name)?);
             } else {
@@ -47,10 +60,20 @@ impl InputSet {
 
     /// Loads an `.npy` file holding the one input `input_name` (axis 0 = sample), no labels.
     pub fn from_npy(path: impl AsRef<Path>, input_name: &str) -> Result<InputSet, DataError> {
+        Self::from_npy_within(path, input_name, u64::MAX)
+    }
+
+    /// [`InputSet::from_npy`], refusing before allocating an array of more than `max_bytes`.
+    pub fn from_npy_within(path: impl AsRef<Path>, input_name: &str, max_bytes: u64) -> Result<InputSet, DataError> {
         let path = path.as_ref();
-        let file_name = path.display().to_string();
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let array = read_npy(BufReader::with_capacity(READ_BUFFER, file), &file_name, input_name)?;
+        Self::from_npy_reader(BufReader::with_capacity(READ_BUFFER, file), &path.display().to_string(), input_name, max_bytes)
+    }
+
+    /// [`InputSet::from_npy_within`] from any reader; `file_name` names it in messages.
+    pub fn from_npy_reader<R: Read>(reader: R, file_name: &str, input_name: &str, max_bytes: u64) -> Result<InputSet, DataError> {
+        let file_name = file_name.to_string();
+        let (array, _) = read_npy(reader, &file_name, input_name, max_bytes)?;
         if let NpyArray::Tensor(t) = &array
             && t.rank() == 0
         {
@@ -81,6 +104,35 @@ mod tests {
             zip.write_all(bytes).unwrap();
         }
         zip.finish().unwrap();
+    }
+
+    /// A 1 MiB-of-zeros archive member compresses to about a kilobyte; an archive of such
+    /// members (or one whose header claims a huge shape) must not be inflated past the limit.
+    #[test]
+    fn decompression_bombs_are_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.npz");
+        let zeros = vec![0u8; 4 << 20];
+        write_npz(&path, &[("x.npy", npy_bytes("<f4", false, "(1, 1048576)", &zeros))]);
+        let file_size = std::fs::metadata(&path).unwrap().len();
+        assert!(file_size < 64 << 10, "the bomb is small: {file_size}");
+        let err = InputSet::from_npz_within(&path, 1 << 20).unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("4.0 MiB") && err.to_string().contains("bomb.npz"), "{err}");
+        assert_eq!(InputSet::from_npz_within(&path, 8 << 20).unwrap().len(), 1);
+        // A header claiming 10^15 elements with no data behind it: refused, not allocated.
+        let liar = dir.path().join("liar.npz");
+        write_npz(&liar, &[("x.npy", npy_bytes("<f4", false, "(1000000, 1000000000)", &[]))]);
+        assert!(matches!(InputSet::from_npz_within(&liar, 1 << 30), Err(DataError::TooLarge { .. })));
+        // Several members share one budget.
+        let two = dir.path().join("two.npz");
+        let half = vec![0u8; 3 << 20];
+        write_npz(
+            &two,
+            &[("a.npy", npy_bytes("<f4", false, "(1, 786432)", &half)), ("b.npy", npy_bytes("<f4", false, "(1, 786432)", &half))],
+        );
+        assert!(InputSet::from_npz_within(&two, 4 << 20).is_err());
+        assert!(InputSet::from_npz_within(&two, 6 << 20).is_ok());
     }
 
     #[test]
@@ -140,7 +192,7 @@ mod tests {
         let path = dir.path().join("x.npy");
         std::fs::write(&path, npy_bytes("<i8", false, "(2, 1)", &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0])).unwrap();
         let mut set = InputSet::from_npy(&path, "ids").unwrap();
-        assert_eq!(set.input_names().collect::<Vec<_>>(), vec!["ids"]);
+        assert_eq!(set.input_names(), vec!["ids"]);
         assert_eq!(values::<i64>(&set.sample(1).unwrap()[0].1), vec![2]);
         set.check_shapes(&[("ids".into(), vec![1, 1])]).unwrap();
     }

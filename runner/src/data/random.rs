@@ -1,17 +1,19 @@
-//! Seeded random inputs, for models without a data set (f32 inputs only).
+//! Seeded random inputs, for models without a data set (drawn as f32; integer inputs get them
+//! rounded, bool inputs `value != 0`).
 //!
-//! Each input draws from its own ChaCha8 stream: the generator is seeded with
-//! `ChaCha8Rng::seed_from_u64(seed)` and the stream number is the input's position in the declared
-//! list. ChaCha8 is a named, portable generator (rand's reproducibility guarantee), so the same
-//! seed gives the same values on every platform; values are drawn in C order, sample after
-//! sample.
+//! Samples are drawn when asked for, never held: memory does not grow with the number of
+//! samples. Sample `i` of the input at position `k` in the declared list draws from ChaCha8
+//! (`ChaCha8Rng::seed_from_u64(seed)`) stream `k`, starting at word position `i * 2^40`, its values
+//! in C order. ChaCha8 is a named, portable generator (rand's reproducibility guarantee), so the
+//! same seed gives the same values on every platform and in any order of access; 2^40 words per
+//! sample is far more than any sample that fits in memory draws, so samples never overlap.
 
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand_distr::{Distribution as _, Normal, Uniform};
 use tract_onnx::prelude::{DatumType, Tensor};
 
-use super::{DataError, InputSet, InputShape};
+use super::{DataError, InputSet, InputShape, Source};
 
 /// The distribution of every element of a random input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,49 +31,125 @@ impl Default for Distribution {
     }
 }
 
+/// Most samples a random set can have (each gets 2^40 words of its stream's 2^68).
+pub const MAX_SAMPLES: usize = 1 << 28;
+
+/// The recipe of a random set: what [`InputSet::sample`] draws from.
+#[derive(Debug, Clone)]
+pub(super) struct RandomInputs {
+    /// Each input's name, full shape and element type.
+    inputs: Vec<(String, Vec<usize>, DatumType)>,
+    distribution: Distribution,
+    seed: u64,
+}
+
 impl InputSet {
     /// `samples` random samples for each declared input (full shape, any rank), f32, from
     /// `distribution`, deterministic for `seed`.
     pub fn random(inputs: &[InputShape], samples: usize, distribution: Distribution, seed: u64) -> Result<InputSet, DataError> {
         let origin = format!("random({distribution:?}, seed={seed})");
-        let sampler = Sampler::new(distribution)?;
-        let mut tensors = Vec::with_capacity(inputs.len());
-        for (stream, (name, shape)) in inputs.iter().enumerate() {
-            let full: Vec<usize> = std::iter::once(samples).chain(shape.iter().copied()).collect();
-            let count: usize = full.iter().product();
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(stream as u64);
-            let values: Vec<f32> = (0..count).map(|_| sampler.sample(&mut rng)).collect();
-            let tensor =
-                Tensor::from_shape(&full, &values).map_err(|e| DataError::InvalidOption { what: format!("input `{name}`: {e}") })?;
-            tensors.push((name.clone(), tensor));
+        Sampler::new(distribution)?;
+        if samples == 0 {
+            return Err(DataError::NoSamples { file: origin });
         }
-        InputSet::new(origin, tensors, None)
+        if samples > MAX_SAMPLES {
+            return Err(DataError::InvalidOption { what: format!("{samples} random samples: at most {MAX_SAMPLES}") });
+        }
+        if inputs.is_empty() {
+            return Err(DataError::NoSamples { file: origin });
+        }
+        let inputs = inputs.iter().map(|(name, shape)| (name.clone(), shape.clone(), DatumType::F32)).collect();
+        Ok(InputSet { origin, source: Source::Random(RandomInputs { inputs, distribution, seed }), labels: None, len: samples })
     }
-}
 
-impl InputSet {
     /// Converts inputs to the element types the model takes (`dtypes` by input name): random
     /// samples are drawn as f32, and an integer input gets them rounded to the nearest integer,
     /// a bool input `value != 0`.
     pub fn into_dtypes(mut self, dtypes: &[(String, DatumType)]) -> Result<InputSet, DataError> {
-        for (name, tensor) in &mut self.inputs {
-            let Some((_, dt)) = dtypes.iter().find(|(n, _)| n == name) else { continue };
-            if tensor.datum_type() == *dt {
-                continue;
+        let wanted = |name: &str| dtypes.iter().find(|(n, _)| n == name).map(|(_, dt)| *dt);
+        match &mut self.source {
+            Source::Random(r) => {
+                for (name, _, dt) in &mut r.inputs {
+                    if let Some(want) = wanted(name) {
+                        *dt = want;
+                    }
+                }
             }
-            let bad = |e: String| DataError::InvalidOption { what: format!("input `{name}`: random samples as {dt:?}: {e}") };
-            let rounded = if dt.is_integer() {
-                let shape = tensor.shape().to_vec();
-                let values: Vec<f32> =
-                    tensor.to_plain_array_view::<f32>().map_err(|e| bad(e.to_string()))?.iter().map(|v| v.round()).collect();
-                Tensor::from_shape(&shape, &values).map_err(|e| bad(e.to_string()))?
-            } else {
-                tensor.clone()
-            };
-            *tensor = rounded.cast_to_dt(*dt).map_err(|e| bad(e.to_string()))?.into_owned();
+            Source::Held(inputs) => {
+                for (name, tensor) in inputs {
+                    if let Some(dt) = wanted(name) {
+                        *tensor = convert(std::mem::take(tensor), dt, name)?;
+                    }
+                }
+            }
         }
         Ok(self)
+    }
+}
+
+/// An f32 tensor as `dt`: rounded for integers, `!= 0` for bool.
+fn convert(tensor: Tensor, dt: DatumType, name: &str) -> Result<Tensor, DataError> {
+    if tensor.datum_type() == dt {
+        return Ok(tensor);
+    }
+    let bad = |e: String| DataError::InvalidOption { what: format!("input `{name}`: random samples as {dt:?}: {e}") };
+    let rounded = if dt.is_integer() {
+        let shape = tensor.shape().to_vec();
+        let values: Vec<f32> = tensor.to_plain_array_view::<f32>().map_err(|e| bad(e.to_string()))?.iter().map(|v| v.round()).collect();
+        Tensor::from_shape(&shape, &values).map_err(|e| bad(e.to_string()))?
+    } else {
+        tensor
+    };
+    Ok(rounded.cast_to_dt(dt).map_err(|e| bad(e.to_string()))?.into_owned())
+}
+
+impl RandomInputs {
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|(n, _, _)| n.as_str())
+    }
+
+    /// Sample `index` of every input (see the module doc).
+    pub(super) fn sample(&self, index: usize) -> Result<Vec<(String, Tensor)>, DataError> {
+        let sampler = Sampler::new(self.distribution)?;
+        self.inputs
+            .iter()
+            .enumerate()
+            .map(|(stream, (name, shape, dt))| {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                rng.set_stream(stream as u64);
+                rng.set_word_pos((index as u128) << 40);
+                let count: usize = shape.iter().product();
+                let values: Vec<f32> = (0..count).map(|_| sampler.sample(&mut rng)).collect();
+                let tensor =
+                    Tensor::from_shape(shape, &values).map_err(|e| DataError::InvalidOption { what: format!("input `{name}`: {e}") })?;
+                Ok((name.clone(), convert(tensor, *dt, name)?))
+            })
+            .collect()
+    }
+
+    /// Random samples have the declared shapes by construction; the names must match.
+    pub(super) fn check_shapes(&self, declared: &[InputShape], origin: &str) -> Result<(), DataError> {
+        for (name, shape) in declared {
+            match self.inputs.iter().find(|(n, _, _)| n == name) {
+                None => {
+                    return Err(DataError::MissingKey {
+                        file: origin.to_string(),
+                        key: name.clone(),
+                        available: self.names().map(str::to_string).collect(),
+                    });
+                }
+                Some((_, own, _)) if own != shape => {
+                    return Err(DataError::ShapeMismatch {
+                        file: origin.to_string(),
+                        input: name.clone(),
+                        expected: shape.clone(),
+                        found: own.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -111,8 +189,15 @@ impl Sampler {
 mod tests {
     use super::*;
 
+    /// Every sample's values of one input, concatenated.
     fn values(set: &InputSet, name: &str) -> Vec<f32> {
-        crate::data::test_util::values::<f32>(set.input(name).unwrap())
+        (0..set.len())
+            .flat_map(|i| {
+                let sample = set.sample(i).unwrap();
+                let t = &sample.iter().find(|(n, _)| n == name).unwrap().1;
+                crate::data::test_util::values::<f32>(t)
+            })
+            .collect()
     }
 
     fn decl() -> Vec<InputShape> {
@@ -126,12 +211,19 @@ mod tests {
         let two = InputSet::random(&decl(), 40, d, 7).unwrap();
         let other = InputSet::random(&decl(), 40, d, 8).unwrap();
         assert_eq!(one.len(), 40);
-        assert_eq!(one.input("a").unwrap().shape(), &[40, 1, 2, 50]);
+        assert_eq!(one.sample(39).unwrap()[0].1.shape(), &[1, 2, 50]);
         assert_eq!(values(&one, "a"), values(&two, "a"));
         assert_ne!(values(&one, "a"), values(&other, "a"));
-        // Each input has its own stream.
+        // Each input has its own stream, each sample its own values.
         assert_ne!(values(&one, "a")[..3], values(&one, "b")[..3]);
+        assert_ne!(values(&one, "a")[..100], values(&one, "a")[100..200]);
         one.check_shapes(&decl()).unwrap();
+        assert!(one.check_shapes(&[("a".into(), vec![1, 2, 51]), ("b".into(), vec![1, 3])]).is_err());
+        // Nothing is held, whatever the count; a subset draws the same samples.
+        assert_eq!(one.held_bytes(), 0);
+        let first = one.take(3).unwrap();
+        assert_eq!(first.len(), 3);
+        assert_eq!(values(&first, "a"), values(&one, "a")[..300]);
     }
 
     #[test]
@@ -158,11 +250,13 @@ mod tests {
     fn pinned_values_detect_generator_changes() {
         // If this fails after a dependency update, seeded inputs changed: recorded reports made
         // with a seed are no longer reproducible. Update deliberately.
-        let set = InputSet::random(&[("x".into(), vec![1, 3])], 1, Distribution::Uniform { lo: 0.0, hi: 1.0 }, 42).unwrap();
+        let set = InputSet::random(&[("x".into(), vec![1, 3])], 2, Distribution::Uniform { lo: 0.0, hi: 1.0 }, 42).unwrap();
         let v = values(&set, "x");
-        assert_eq!(v, PINNED.to_vec(), "got {v:?}");
+        assert_eq!(v[..3], PINNED, "got {v:?}");
+        assert_eq!(v[3..], PINNED_SECOND, "got {v:?}");
     }
     const PINNED: [f32; 3] = [0.224_080_68, 0.681_896_1, 0.146_386_15];
+    const PINNED_SECOND: [f32; 3] = [0.593_827_25, 0.546_139_36, 0.786_150_34];
 
     #[test]
     fn invalid_distributions_are_rejected() {
@@ -171,6 +265,7 @@ mod tests {
         assert!(InputSet::random(&d, 2, Distribution::Normal { mean: 0.0, std: -1.0 }, 0).is_err());
         assert!(InputSet::random(&d, 2, Distribution::Normal { mean: f32::NAN, std: 1.0 }, 0).is_err());
         assert!(matches!(InputSet::random(&d, 0, Distribution::default(), 0), Err(DataError::NoSamples { .. })));
+        assert!(InputSet::random(&d, MAX_SAMPLES + 1, Distribution::default(), 0).is_err());
     }
 
     #[test]
@@ -182,7 +277,8 @@ mod tests {
         assert_eq!(s[0].1.shape(), &[2, 1, 3]);
         assert_eq!(s[1].1.shape(), &[] as &[usize]);
         let typed = set.into_dtypes(&[("sr".into(), DatumType::I64)]).unwrap();
-        assert_eq!(typed.input("sr").unwrap().datum_type(), DatumType::I64);
-        assert_eq!(typed.input("state").unwrap().datum_type(), DatumType::F32);
+        let s = typed.sample(0).unwrap();
+        assert_eq!(s[1].1.datum_type(), DatumType::I64);
+        assert_eq!(s[0].1.datum_type(), DatumType::F32);
     }
 }

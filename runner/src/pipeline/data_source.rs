@@ -61,8 +61,9 @@ impl DataSpec {
 }
 
 /// Loads the samples described by `spec` for a model with these inputs (full shapes) taking
-/// these element types (random samples are drawn in them).
-pub fn load(spec: &DataSpec, inputs: &[InputShape], dtypes: &[(String, DatumType)]) -> Result<Loaded, SpecError> {
+/// these element types (random samples are drawn in them); data files decoding to more than
+/// `max_bytes` are refused unread.
+pub fn load(spec: &DataSpec, inputs: &[InputShape], dtypes: &[(String, DatumType)], max_bytes: u64) -> Result<Loaded, SpecError> {
     let kind = spec.kind().map_err(|m| err("", m))?;
     check_options(spec, kind)?;
     if spec.samples == Some(0) {
@@ -71,21 +72,35 @@ pub fn load(spec: &DataSpec, inputs: &[InputShape], dtypes: &[(String, DatumType
     let (set, files, description) = match kind {
         DataKind::Npz => {
             let path = spec.npz.as_deref().unwrap_or(Path::new(""));
-            let set = InputSet::from_npz(path).map_err(|e| err("npz", e.to_string()))?;
+            let set = InputSet::from_npz_within(path, max_bytes).map_err(|e| err("npz", e.to_string()))?;
             (set, vec![path.to_path_buf()], format!("npz {}", path.display()))
         }
         DataKind::Npy => {
             let path = spec.npy.as_deref().unwrap_or(Path::new(""));
             let input = target_input(spec, inputs)?;
-            let set = InputSet::from_npy(path, &input.0).map_err(|e| err("npy", e.to_string()))?;
+            let set = InputSet::from_npy_within(path, &input.0, max_bytes).map_err(|e| err("npy", e.to_string()))?;
             (set, vec![path.to_path_buf()], format!("npy {} -> {}", path.display(), input.0))
         }
         DataKind::Images => {
             let dir = spec.images.as_deref().unwrap_or(Path::new(""));
             let input = target_input(spec, inputs)?;
             let options = image_options(spec, input)?;
-            let set = InputSet::from_image_dir(dir, &input.0, &options).map_err(|e| err("images", e.to_string()))?;
             let files = list_files(dir);
+            // Every image becomes an f32 sample of the input's shape: refuse a folder too big to hold.
+            let held = (files.len() as u64).saturating_mul(input.1.iter().product::<usize>() as u64).saturating_mul(4);
+            if held > max_bytes {
+                return Err(err(
+                    "images",
+                    format!(
+                        "{}: {} images decode to {}, more than the {} this run may still use (the memory limit, --max-memory)",
+                        dir.display(),
+                        files.len(),
+                        crate::memory::human(held),
+                        crate::memory::human(max_bytes)
+                    ),
+                ));
+            }
+            let set = InputSet::from_image_dir(dir, &input.0, &options).map_err(|e| err("images", e.to_string()))?;
             let description = format!(
                 "images {} -> {} ({}x{}, {:?}, {:?})",
                 dir.display(),

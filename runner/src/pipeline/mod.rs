@@ -26,7 +26,7 @@ pub use data_source::DataKind;
 pub use diagnostic::{Diagnostic, PipelineError, Position};
 pub use locate::Seg;
 pub use overrides::{Overrides, parse_data_arg};
-pub use prepare::Prepared;
+pub use prepare::{PrepareOptions, Prepared};
 pub use spec::{DataSpec, ExportSpec, VerifySpec};
 pub use steps::Step;
 
@@ -92,9 +92,15 @@ impl Pipeline {
             message: format!("cannot read the pipeline: {e}"),
             did_you_mean: Vec::new(),
         })?;
-        let text = text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text);
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let parsed = Pipeline::parse(&text, path, &base)?;
+        Pipeline::parse_with_sets(&text, path, &base, sets)
+    }
+
+    /// [`Pipeline::parse`], then `--set KEY=VALUE` overrides applied (see
+    /// [`Pipeline::load_with_sets`]).
+    pub fn parse_with_sets(text: &str, path: &Path, base: &Path, sets: &[String]) -> Result<Pipeline, PipelineError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let parsed = Pipeline::parse(text, path, base)?;
         if sets.is_empty() {
             return Ok(parsed);
         }
@@ -114,14 +120,13 @@ impl Pipeline {
             }
             overrides.push(o);
         }
-        let mut doc: serde_norway::Value =
-            serde_norway::from_str(&text).map_err(|e| diagnostic::from_yaml_error(path.to_path_buf(), &e))?;
+        let mut doc: serde_norway::Value = serde_norway::from_str(text).map_err(|e| diagnostic::from_yaml_error(path.to_path_buf(), &e))?;
         let original = doc.clone();
         for o in &overrides {
             o.apply(&mut doc).map_err(|m| flag_error(&o.flag, m))?;
         }
         let new_text = serde_norway::to_string(&doc).map_err(|e| flag_error(&overrides[0].flag, e.to_string()))?;
-        let mut pipeline = Pipeline::parse(&new_text, path, &base).map_err(|mut e| {
+        let mut pipeline = Pipeline::parse(&new_text, path, base).map_err(|mut e| {
             for d in &mut e.diagnostics {
                 // The override whose key the message is about, else the last one.
                 let about = overrides.iter().rev().find(|o| o.is_about(&d.message, &original)).unwrap_or(&overrides[overrides.len() - 1]);
@@ -130,7 +135,7 @@ impl Pipeline {
             e
         })?;
         // Locate later errors in the file as written; what an override set points at the flag.
-        pipeline.text = text;
+        pipeline.text = text.to_string();
         for o in &overrides {
             pipeline.mark_set(o);
         }

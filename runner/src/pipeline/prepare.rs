@@ -1,5 +1,6 @@
 //! Loading and cross-checking everything a pipeline names before anything runs: the model, the
-//! input shapes against the model's inputs, the data against the shapes, the output paths.
+//! input shapes against the model's inputs, the data against the shapes, the output paths, and
+//! the memory the run will need against the limit ([`crate::memory`]).
 
 use std::path::PathBuf;
 
@@ -11,6 +12,22 @@ use super::paths;
 use super::spec::{DataSpec, RandomSpec};
 use super::{Diagnostic, Origin, Pipeline, PipelineError, Seg, Setting};
 use crate::data::{DatumType, InputShape};
+use crate::memory::{self, MemoryLimit, RunShape};
+
+/// How a pipeline is prepared, besides what it says.
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    /// The most memory the run may need; data files decoding to more are refused unread.
+    pub memory: MemoryLimit,
+    /// Samples the run will execute at the same time (its worker threads).
+    pub parallel: usize,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions { memory: MemoryLimit::machine_default(), parallel: rayon::current_num_threads() }
+    }
+}
 
 /// A pipeline's model and data, loaded and checked.
 #[derive(Debug)]
@@ -42,9 +59,14 @@ fn to_usize(shapes: &[(String, Vec<i64>)]) -> Vec<InputShape> {
 }
 
 impl Pipeline {
-    /// Loads the model and the data and checks them (see the module doc). Collects every
-    /// problem it can before giving up.
+    /// Loads the model and the data and checks them (see the module doc), with the default
+    /// [`PrepareOptions`]. Collects every problem it can before giving up.
     pub fn prepare(&self) -> Result<Prepared, PipelineError> {
+        self.prepare_with(&PrepareOptions::default())
+    }
+
+    /// [`Pipeline::prepare`] with a memory limit and parallelism of one's own.
+    pub fn prepare_with(&self, options: &PrepareOptions) -> Result<Prepared, PipelineError> {
         let mut errors: Vec<Diagnostic> = Vec::new();
         let fail = |errors: Vec<Diagnostic>| Err(PipelineError { diagnostics: errors });
 
@@ -87,11 +109,12 @@ impl Pipeline {
             .runtime_inputs()
             .filter_map(|v| Some((model.graph.value(v).name.clone(), crate::verify::datum_type(model.graph.value(v).dtype?)?)))
             .collect();
+        let max_bytes = options.memory.bytes;
         let evaluation = match &self.evaluation {
-            Some(s) => self.load_data(s, &shapes, &dtypes, &mut errors),
+            Some(s) => self.load_data(s, &shapes, &dtypes, max_bytes, &mut errors),
             None => {
                 let spec = DataSpec { random: Some(RandomSpec::default()), ..DataSpec::default() };
-                let loaded = self.load_data(&Setting { value: spec, origin: Origin::Default }, &shapes, &dtypes, &mut errors);
+                let loaded = self.load_data(&Setting { value: spec, origin: Origin::Default }, &shapes, &dtypes, max_bytes, &mut errors);
                 notes.push(format!(
                     "no evaluation data given: {} seeded random samples (uniform [0, 1); integer inputs rounded, so 0 or 1); give real data for meaningful task metrics",
                     data_source::DEFAULT_RANDOM_SAMPLES
@@ -99,7 +122,19 @@ impl Pipeline {
                 loaded
             }
         };
-        let calibration = self.calibration.as_ref().and_then(|s| self.load_data(s, &shapes, &dtypes, &mut errors));
+        let held = evaluation.as_ref().map_or(0, |e| e.set.held_bytes());
+        let calibration =
+            self.calibration.as_ref().and_then(|s| self.load_data(s, &shapes, &dtypes, max_bytes.saturating_sub(held), &mut errors));
+
+        // Memory: refused before any sample runs, with the estimate.
+        if let Some(e) = &evaluation {
+            let held = held + calibration.as_ref().map_or(0, |c| c.set.held_bytes());
+            let run = RunShape { samples: e.set.len(), parallel: options.parallel.min(e.set.len()), held_data: held };
+            let estimate = memory::estimate(&model, run);
+            if let Err(m) = options.memory.check("this run", estimate.total()) {
+                errors.push(self.diagnostic(&model_setting.origin, format!("{m}: {}", estimate.describe())));
+            }
+        }
 
         // Outputs: never over anything this run reads, never a folder.
         let reads = self.reads(&model_path, &model);
@@ -217,9 +252,10 @@ impl Pipeline {
         s: &Setting<DataSpec>,
         shapes: &[InputShape],
         dtypes: &[(String, DatumType)],
+        max_bytes: u64,
         errors: &mut Vec<Diagnostic>,
     ) -> Option<Loaded> {
-        match data_source::load(&s.value, shapes, dtypes) {
+        match data_source::load(&s.value, shapes, dtypes, max_bytes) {
             Ok(loaded) => Some(loaded),
             Err((sub, message)) => {
                 let origin = match &s.origin {

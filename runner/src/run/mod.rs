@@ -23,7 +23,8 @@ use crate::data::{InputSet, Labels};
 use crate::fingerprint::{self, Fingerprint};
 use crate::gate::{self, GateResult, Measured};
 use crate::manager::{self, ManagerOptions, ModelFigures, StepError, StepRecord, StopReason};
-use crate::pipeline::{DataSpec, Diagnostic, Origin, Pipeline, PipelineError, Position, Prepared};
+use crate::memory::MemoryLimit;
+use crate::pipeline::{DataSpec, Diagnostic, Origin, Pipeline, PipelineError, Position, PrepareOptions, Prepared};
 use crate::report::{self, DataInfo, Files, InputInfo, ModelInfo, PipelineInfo, Report, RunStatus, Verification};
 use crate::verify::{self, CompareOptions, LatencyOptions, Runnable, VerifyError};
 use deadline::{Deadline, TimedOut};
@@ -46,6 +47,9 @@ pub struct RunOptions {
     /// End the run when it has taken this long: status `failed` (exit 3), nothing exported, the
     /// report saying what finished ([`Report::timed_out`]).
     pub timeout: Option<std::time::Duration>,
+    /// The most memory the run may need (default: [`MemoryLimit::machine_default`]); a run whose
+    /// estimate is above it is refused before it starts ([`crate::memory`]).
+    pub max_memory: Option<MemoryLimit>,
 }
 
 /// What a run did.
@@ -94,7 +98,11 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions) -> Result<RunOutc
     };
     let deadline = options.timeout.map(Deadline::new);
     let mut timings = Timings::default();
-    let prepared = timings.time("prepare", || pipeline.prepare())?;
+    let prepare_options = PrepareOptions {
+        memory: options.max_memory.clone().unwrap_or_else(MemoryLimit::machine_default),
+        parallel: options.threads.unwrap_or_else(rayon::current_num_threads).max(1),
+    };
+    let prepared = timings.time("prepare", || pipeline.prepare_with(&prepare_options))?;
     // The dump folder gets `NN-PASS.txt` files: none of them may be something the run reads.
     if let Some(dir) = &options.dump_after_each {
         let names: Vec<String> = std::iter::once("original")

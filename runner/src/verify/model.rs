@@ -232,9 +232,34 @@ fn to_f32(tensor: Tensor, output: &str) -> Result<ArrayD<f32>, VerifyError> {
     })
 }
 
+thread_local! {
+    /// Set while this thread is inside [`guarded`]: a panic there is tract's, caught and
+    /// reported as an error, and must not also print its message and backtrace.
+    static IN_GUARDED_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics inside [`guarded`] and hands every
+/// other panic to the hook that was there before.
+fn silence_caught_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARDED_CALL.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs a tract call, turning both its error and a panic into a [`VerifyError`] naming `what`.
+/// The panic's message becomes the error's; nothing is printed.
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T, VerifyError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    silence_caught_panics();
+    let outer = IN_GUARDED_CALL.with(|c| c.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARDED_CALL.with(|c| c.set(outer));
+    match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(VerifyError::Tract { what: what.to_string(), message: format!("{error:#}") }),
         Err(payload) => Err(VerifyError::TractPanic {
