@@ -532,19 +532,14 @@ impl<'a> Run<'a> {
     /// the report says when and which phases finished.
     fn timed_out(mut self, t: TimedOut) -> Result<RunOutcome, RunError> {
         let limit = self.deadline.map_or(0.0, |d| d.limit().as_secs_f64());
-        let finished: Vec<&str> = self.timings.phases().iter().map(|p| p.phase.as_str()).collect();
+        let phases: Vec<&str> = self.timings.phases().iter().map(|p| p.phase.as_str()).collect();
         let failure = format!(
-            "the time limit of {limit} s (--timeout) ran out {}; finished: {}",
+            "the time limit of {limit} s (--timeout) ran out {}; phases run: {}",
             t.during,
-            if finished.is_empty() { "nothing".to_string() } else { finished.join(", ") }
+            if phases.is_empty() { "none".to_string() } else { phases.join(", ") }
         );
-        let size_ratio = self
-            .report
-            .candidate
-            .as_ref()
-            .map_or(f64::NAN, |c| c.figures.encoded_bytes as f64 / self.report.original.figures.encoded_bytes.max(1) as f64);
-        let gate =
-            gate::evaluate(&self.pipeline.verify, &Measured { comparison: None, latency: None, size_ratio, failure: Some(&failure) });
+        // Nothing was measured to hold against the thresholds: the timeout is the verdict.
+        let gate = GateResult { passed: false, checks: Vec::new(), failure: Some(failure) };
         self.report.timed_out = Some(report::TimedOutInfo { limit_seconds: limit, during: t.during });
         self.report.gate = Some(gate);
         self.report.status = RunStatus::Failed;
