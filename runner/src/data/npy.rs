@@ -26,9 +26,10 @@ pub(crate) enum NpyArray {
 /// Reads one `.npy` stream, refusing (before allocating) an array whose decoded size exceeds
 /// `max_bytes`. `file` and `key` are only used in error messages. Returns the array and the bytes
 /// it takes.
-pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str, max_bytes: u64) -> Result<(NpyArray, u64), DataError> {
+pub(crate) fn read_npy<R: Read>(mut reader: R, file: &str, key: &str, max_bytes: u64) -> Result<(NpyArray, u64), DataError> {
     let format = |what: String| DataError::Format { file: file.to_string(), what: format!("array `{key}`: {what}") };
-    let npy = NpyFile::new(reader).map_err(|e| format(format!("bad .npy header: {e}")))?;
+    let header = checked_header(&mut reader).map_err(|e| format(format!("bad .npy header: {e}")))?;
+    let npy = NpyFile::new(std::io::Cursor::new(header).chain(reader)).map_err(|e| format(format!("bad .npy header: {e}")))?;
     let shape = npy
         .shape()
         .iter()
@@ -63,17 +64,17 @@ pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str, max_bytes: u64
     }
     let read_err = |e: std::io::Error| format(format!("cannot read data: {e}"));
     let tensor = match (ts.type_char(), ts.size_field()) {
-        (TypeChar::Float, 4) => tensor::<f32, R>(npy, &shape, fortran),
-        (TypeChar::Float, 8) => tensor::<f64, R>(npy, &shape, fortran),
-        (TypeChar::Int, 1) => tensor::<i8, R>(npy, &shape, fortran),
-        (TypeChar::Int, 2) => tensor::<i16, R>(npy, &shape, fortran),
-        (TypeChar::Int, 4) => tensor::<i32, R>(npy, &shape, fortran),
-        (TypeChar::Int, 8) => tensor::<i64, R>(npy, &shape, fortran),
-        (TypeChar::Uint, 1) => tensor::<u8, R>(npy, &shape, fortran),
-        (TypeChar::Uint, 2) => tensor::<u16, R>(npy, &shape, fortran),
-        (TypeChar::Uint, 4) => tensor::<u32, R>(npy, &shape, fortran),
-        (TypeChar::Uint, 8) => tensor::<u64, R>(npy, &shape, fortran),
-        (TypeChar::Bool, 1) => tensor::<bool, R>(npy, &shape, fortran),
+        (TypeChar::Float, 4) => tensor::<f32, _>(npy, &shape, fortran),
+        (TypeChar::Float, 8) => tensor::<f64, _>(npy, &shape, fortran),
+        (TypeChar::Int, 1) => tensor::<i8, _>(npy, &shape, fortran),
+        (TypeChar::Int, 2) => tensor::<i16, _>(npy, &shape, fortran),
+        (TypeChar::Int, 4) => tensor::<i32, _>(npy, &shape, fortran),
+        (TypeChar::Int, 8) => tensor::<i64, _>(npy, &shape, fortran),
+        (TypeChar::Uint, 1) => tensor::<u8, _>(npy, &shape, fortran),
+        (TypeChar::Uint, 2) => tensor::<u16, _>(npy, &shape, fortran),
+        (TypeChar::Uint, 4) => tensor::<u32, _>(npy, &shape, fortran),
+        (TypeChar::Uint, 8) => tensor::<u64, _>(npy, &shape, fortran),
+        (TypeChar::Bool, 1) => tensor::<bool, _>(npy, &shape, fortran),
         (TypeChar::UnicodeStr, _) => {
             let values: Vec<String> = npy.into_vec().map_err(read_err)?;
             return Ok((NpyArray::Text { values: c_order(values, &shape, fortran).map_err(format)?, shape }, bytes));
@@ -86,6 +87,44 @@ pub(crate) fn read_npy<R: Read>(reader: R, file: &str, key: &str, max_bytes: u64
         _ => return Err(unsupported()),
     };
     tensor.map(|t| (NpyArray::Tensor(t), bytes)).map_err(|e| format(e.to_string()))
+}
+
+/// The magic, version, length and text of an `.npy` header, read and checked before `npyz`
+/// parses it: NumPy writes a flat dict literal (`{'descr': '<f4', 'fortran_order': False,
+/// 'shape': (2, 3), }`), and `npyz`'s parser takes exponential time on deeply nested brackets,
+/// so a header over 64 KiB or nested deeper than 3 levels is refused.
+fn checked_header<R: Read>(reader: &mut R) -> Result<Vec<u8>, String> {
+    let mut start = [0u8; 8];
+    reader.read_exact(&mut start).map_err(|e| e.to_string())?;
+    if &start[..6] != b"\x93NUMPY" {
+        return Err("not an .npy stream (no \\x93NUMPY magic)".into());
+    }
+    let len_bytes = if start[6] == 1 { 2 } else { 4 };
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len[..len_bytes]).map_err(|e| e.to_string())?;
+    let header_len = u32::from_le_bytes(len) as usize;
+    if header_len > 64 << 10 {
+        return Err(format!("header of {header_len} bytes (NumPy writes under 1 KiB)"));
+    }
+    let mut text = vec![0u8; header_len];
+    reader.read_exact(&mut text).map_err(|e| e.to_string())?;
+    let mut depth = 0usize;
+    for &b in &text {
+        match b {
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                if depth > 3 {
+                    return Err("header nested deeper than NumPy writes it".into());
+                }
+            }
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let mut out = start.to_vec();
+    out.extend_from_slice(&len[..len_bytes]);
+    out.extend_from_slice(&text);
+    Ok(out)
 }
 
 /// Reads all elements as `T` and builds a C-ordered tensor.
@@ -113,6 +152,14 @@ fn c_order<T: Clone>(values: Vec<T>, shape: &[usize], fortran: bool) -> Result<V
 mod tests {
     use super::*;
     use crate::data::test_util::{npy_bytes, values};
+
+    #[test]
+    fn nested_headers_are_refused_at_once() {
+        // Found by the `npz` fuzz target: npyz's header parser took minutes on this.
+        let bytes = npy_bytes("<f4", false, &format!("(2, 3), {}", "{".repeat(100)), &[]);
+        let err = read_npy(&bytes[..], "t.npy", "x", u64::MAX).err().unwrap();
+        assert!(err.to_string().contains("nested"), "{err}");
+    }
 
     fn utf32(s: &str, width: usize) -> Vec<u8> {
         let mut out = Vec::new();
