@@ -422,11 +422,8 @@ impl<'a> Run<'a> {
                 self.report.status = RunStatus::Error;
                 self.report.error = Some(error.to_string());
                 self.report.steps = error.completed.clone();
-                self.report.timings = self.timings.phases().to_vec();
                 // Best effort: the step error is what the user needs to see.
-                if let Some(path) = &self.prep.report {
-                    let _ = self.report.write(path);
-                }
+                let _ = self.write_report();
                 Err(RunError::Step { error, report: Box::new(self.report.clone()) })
             }
         }
