@@ -7,5 +7,6 @@ mod ir_and_validation;
 mod ir_toolkit_numeric;
 mod pass_properties;
 mod pass_snapshots;
+mod quantization;
 mod roundtrip;
 mod run_library;

@@ -3,7 +3,9 @@
 
 pub mod affine;
 pub mod driver;
+pub mod measure;
 pub mod pass;
+pub mod quant;
 pub mod registry;
 pub mod rewrite;
 
@@ -13,6 +15,7 @@ pub mod fold_batchnorm;
 pub mod fold_channelwise;
 pub mod initializers_as_constants;
 pub mod opset_conversion;
+pub mod quantize_static;
 pub mod remove_noops;
 
 pub use pass::{Declined, Pass, PassContext, PassError, PassReport};

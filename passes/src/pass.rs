@@ -3,13 +3,33 @@
 use serde::Serialize;
 use whittle_graph::Model;
 
+use crate::measure::Measure;
+
 /// What a pass receives besides the model. Passes never run a model themselves: measurements on
-/// data (calibration statistics, the fidelity of a candidate) will arrive here through the
-/// measurement interface, with the first pass that needs data. Shapes are on the graph's values
-/// (the manager runs shape inference with the pipeline's input shapes before every step).
-#[derive(Default)]
+/// data (calibration statistics, the fidelity of a candidate) come through [`Measure`], when the
+/// pipeline has calibration data. Shapes are on the graph's values (the manager runs shape
+/// inference with the pipeline's input shapes before every step).
+#[derive(Default, Clone, Copy)]
 #[non_exhaustive]
-pub struct PassContext {}
+pub struct PassContext<'a> {
+    /// Measurements on the calibration data; `None` when the pipeline has none.
+    pub measure: Option<&'a dyn Measure>,
+}
+
+impl<'a> PassContext<'a> {
+    pub fn with_measure(measure: &'a dyn Measure) -> PassContext<'a> {
+        PassContext { measure: Some(measure) }
+    }
+
+    /// The measurement interface, or the error a pass that needs data gives without it.
+    pub fn require_measure(&self, pass: &str) -> Result<&'a dyn Measure, PassError> {
+        self.measure.ok_or_else(|| {
+            PassError::unsupported_model(format!(
+                "{pass} needs calibration data: give the pipeline a `calibration:` section or pass --calibration FILE"
+            ))
+        })
+    }
+}
 
 /// A pattern a pass found but did not rewrite, and why. Reported to the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -73,7 +93,7 @@ impl PassError {
 
 /// A configured graph transformation.
 pub trait Pass {
-    fn run(&self, model: &mut Model, ctx: &PassContext) -> Result<PassReport, PassError>;
+    fn run(&self, model: &mut Model, ctx: &PassContext<'_>) -> Result<PassReport, PassError>;
 }
 
 /// Static facts about a pass type, used by the registry.

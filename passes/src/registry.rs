@@ -93,6 +93,7 @@ declare_passes! {
     fold_batchnorm::FoldBatchnorm,
     fold_channelwise::FoldChannelwise,
     dead_code::DeadCode,
+    quantize_static::QuantizeStatic,
 }
 
 /// The pass registered under `name`.

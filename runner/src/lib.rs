@@ -27,7 +27,7 @@ pub mod manager;
 pub mod memory;
 pub mod pipeline;
 pub mod report;
-mod run;
+pub mod run;
 pub mod verify;
 
 pub use pipeline::{Overrides, Pipeline, PipelineError};

@@ -19,6 +19,7 @@ use whittle_graph::Model;
 use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::text::{TextOptions, model_text};
 use whittle_graph::validate::{Checks, validate_with};
+use whittle_passes::measure::Measure;
 use whittle_passes::pass::{Declined, PassContext};
 
 use crate::pipeline::Step;
@@ -162,15 +163,19 @@ pub struct StepError {
 /// Returning a reason stops the pipeline after this step.
 pub type AfterStep<'a> = dyn FnMut(&mut StepRecord, &Model) -> Option<StopReason> + 'a;
 
-/// Runs `steps` on `model` (see the module doc).
+/// Runs `steps` on `model` (see the module doc). Passes that need data get `measure`.
 pub fn run_steps(
     model: &mut Model,
     steps: &[Step],
     options: &ManagerOptions,
+    measure: Option<&dyn Measure>,
     after: &mut AfterStep<'_>,
 ) -> Result<ManagerOutcome, StepError> {
     let infer_opts = InferOptions { input_shapes: options.input_shapes.clone() };
-    let ctx = PassContext::default();
+    let ctx = match measure {
+        Some(m) => PassContext::with_measure(m),
+        None => PassContext::default(),
+    };
     let mut done: Vec<StepRecord> = Vec::new();
     let fail = |index: usize, pass: &str, kind: StepErrorKind, done: Vec<StepRecord>| StepError {
         index,

@@ -33,7 +33,7 @@ pub fn run_passes(model: &mut Model, passes: &[&str], input_shapes: &[(String, V
     let steps: Vec<Step> =
         passes.iter().map(|p| Step::with_defaults(whittle_passes::lookup(p).unwrap_or_else(|| panic!("no pass named {p}")))).collect();
     let options = ManagerOptions { input_shapes: input_shapes.to_vec(), ..Default::default() };
-    run_steps(model, &steps, &options, &mut |_, _| None)
+    run_steps(model, &steps, &options, None, &mut |_, _| None)
 }
 
 /// Runs one registered pass with the real manager; panics on a step error.

@@ -9,6 +9,7 @@
 
 mod deadline;
 mod differential;
+pub mod measure;
 mod progress;
 pub mod timings;
 
@@ -237,9 +238,6 @@ impl<'a> Run<'a> {
         {
             return self.skipped();
         }
-        if self.prep.calibration.is_some() {
-            self.report.notes.push("calibration data loaded and checked; no step of this pipeline uses it".into());
-        }
         let shapes = self.prep.shapes_usize();
         let eval = self.prep.evaluation.set.clone();
 
@@ -286,7 +284,9 @@ impl<'a> Run<'a> {
 
         // The steps.
         let mut candidate = self.prep.model.clone();
-        let outcome = self.run_steps(&mut candidate, &shapes, &eval, &reference, original.output_names(), reference_converted)?;
+        let charset = original.metadata("character").map(str::to_string);
+        let outcome =
+            self.run_steps(&mut candidate, &shapes, &eval, &reference, original.output_names(), reference_converted, charset.as_deref())?;
         self.report.steps = outcome.steps;
         self.report.stopped = outcome.stopped.clone();
         if let Some(stop) = outcome.stopped.as_ref().filter(|s| s.reason == StopReason::TimedOut) {
@@ -364,6 +364,7 @@ impl<'a> Run<'a> {
         reference: &[Vec<ArrayD<f32>>],
         output_names: &[String],
         reference_converted: bool,
+        original_charset: Option<&str>,
     ) -> Result<manager::ManagerOutcome, RunError> {
         let spec = &self.pipeline.verify;
         let total = self.stop_after.unwrap_or(self.pipeline.steps.len()) as u64;
@@ -408,8 +409,26 @@ impl<'a> Run<'a> {
             stop_after: self.stop_after,
             dump_dir: self.options.dump_after_each.clone(),
         };
+        let compare = self.compare_options(original_charset);
+        let measure = self
+            .prep
+            .calibration
+            .as_ref()
+            .map(|c| measure::TractMeasure::new(&c.set, shapes.to_vec(), &self.prep.model, spec, compare, self.pool.as_ref()));
         let start = Instant::now();
-        let result = manager::run_steps(candidate, &self.pipeline.steps, &options, &mut after);
+        let result = manager::run_steps(
+            candidate,
+            &self.pipeline.steps,
+            &options,
+            measure.as_ref().map(|m| m as &dyn whittle_passes::measure::Measure),
+            &mut after,
+        );
+        if let Some(m) = &measure {
+            if !m.used() {
+                self.report.notes.push("calibration data loaded and checked; no step of this pipeline uses it".into());
+            }
+            self.report.notes.extend(m.take_log());
+        }
         pb.finish_and_clear();
         self.timings.add("steps", start.elapsed().saturating_sub(differential_time));
         if !differential_time.is_zero() {
@@ -464,13 +483,7 @@ impl<'a> Run<'a> {
             Err(VerifyError::TimedOut) => return Err(TimedOut { during: "while the candidate ran on the evaluation set".into() }),
             Err(e) => return failed("tract cannot run the candidate", e),
         };
-        let options = CompareOptions {
-            top_k: spec.top_k,
-            argmax_axis: spec.argmax_axis,
-            mask_threshold: spec.mask_threshold,
-            ctc: spec.ctc,
-            charset: if spec.ctc { original.metadata("character").map(verify::metrics::Charset::from_character_list) } else { None },
-        };
+        let options = self.compare_options(original.metadata("character"));
         let comparison = match verify::compare(reference, &outputs, original.output_names(), eval.labels(), &options) {
             Ok(c) => c,
             Err(e) => return failed("comparing outputs", e),
@@ -500,6 +513,19 @@ impl<'a> Run<'a> {
             }
         };
         Ok(Verification { comparison: Some(comparison), latency, size_ratio, error: None })
+    }
+
+    /// How outputs are compared (the pipeline's `verify` settings; `charset`: the original's
+    /// `character` metadata, for CTC string accuracy).
+    fn compare_options(&self, charset: Option<&str>) -> CompareOptions {
+        let spec = &self.pipeline.verify;
+        CompareOptions {
+            top_k: spec.top_k,
+            argmax_axis: spec.argmax_axis,
+            mask_threshold: spec.mask_threshold,
+            ctc: spec.ctc,
+            charset: if spec.ctc { charset.map(verify::metrics::Charset::from_character_list) } else { None },
+        }
     }
 
     /// Runs every sample (in parallel, results in order) with a progress bar, on `--threads`'s

@@ -1,0 +1,251 @@
+//! `quantize_static`: static INT8 quantization in standard QDQ form, calibrated on the
+//! pipeline's calibration data. **Lossy**: judged by the gate.
+//!
+//! 1. Quantization points are decided on the float graph ([`crate::quant::plan`]): weighted ops
+//!    (Conv, ConvTranspose, Gemm, MatMul), compute ops (Add, Mul, Concat, pooling, Resize,
+//!    Softmax, ...) and data movement (Reshape, Transpose, Slice, ...), as onnxruntime and
+//!    TensorRT fuse `DQ → op → Q` into integer kernels.
+//! 2. Calibration streams the points' values through the measurement interface into one
+//!    histogram each ([`crate::quant::calibrate`]): memory is the same for any number of samples.
+//!    Ranges by `method`: minmax, percentile, mse or entropy.
+//! 3. Activations: `QuantizeLinear → DequantizeLinear` per tensor (`q = sat(round(x/s) + z)`),
+//!    uint8 or int8, asymmetric or symmetric. Weights: int8 symmetric in `[-127, 127]`, per
+//!    output channel (scale `max|w|/127`) or per tensor. Biases: int32 with scale
+//!    `input scale × weight scale`, zero point 0.
+//! 4. Per-channel `DequantizeLinear` needs opset 13: older models are upgraded first (exactly, by
+//!    `opset_conversion`).
+//! 5. Accuracy-aware fallback (`fallback_rounds` > 0): while the pipeline's accuracy thresholds
+//!    fail on the calibration data, the quantized nodes with the lowest predicted SQNR (from the
+//!    histograms and the weights, no extra run) are kept in float, a growing share per round; the
+//!    report lists them and the fidelity after each round. Choices use calibration data only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use whittle_graph::{Graph, Model, NodeId, ValueId};
+
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::quant::calibrate::{Method, Stats};
+use crate::quant::params::{QParams, QType};
+use crate::quant::plan::{self, Plan, Role};
+use crate::quant::{self, ActivationScheme, Selection};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    pub activation_type: QType,
+    pub symmetric_activations: bool,
+    pub per_channel: bool,
+    pub method: Method,
+    /// For `method: percentile`: the percentile kept on each side (99.999 keeps all but 0.001%).
+    pub percentile: f64,
+    /// Drop a Relu/Clip(0, ..) in front of a QuantizeLinear where saturation does its job (exact).
+    pub fuse_activations: bool,
+    /// Op types to quantize (empty: every one the pass knows).
+    pub op_types: Vec<String>,
+    /// Node name patterns to quantize (`*`, `?`; empty: all).
+    pub include: Vec<String>,
+    /// Node name patterns or op types kept in float.
+    pub exclude: Vec<String>,
+    /// Rounds of the accuracy-aware fallback (0: off).
+    pub fallback_rounds: usize,
+    /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
+    pub fallback_share: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            activation_type: QType::Uint8,
+            symmetric_activations: false,
+            per_channel: true,
+            method: Method::Percentile,
+            percentile: 99.999,
+            fuse_activations: true,
+            op_types: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            fallback_rounds: 0,
+            fallback_share: 0.05,
+        }
+    }
+}
+
+pub struct QuantizeStatic {
+    params: Params,
+    selection: Selection,
+}
+
+impl PassDef for QuantizeStatic {
+    const NAME: &'static str = "quantize_static";
+    const SUMMARY: &'static str =
+        "static INT8 in QDQ form, calibrated on the calibration data (per-channel weights, int32 biases, fallback)";
+    const EXACT: bool = false;
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("activation_type", "uint8|int8", "integer type of activations"),
+        ("symmetric_activations", "bool", "zero point in the middle of the type"),
+        ("per_channel", "bool", "weights per output channel (else per tensor)"),
+        ("method", "minmax|percentile|mse|entropy", "how ranges are chosen from the histograms"),
+        ("percentile", "float", "percentile kept on each side (method percentile)"),
+        ("fuse_activations", "bool", "drop Relu/Clip(0,..) before a QuantizeLinear (exact)"),
+        ("op_types", "list", "op types to quantize (empty: all the pass knows)"),
+        ("include", "list", "node name patterns to quantize (empty: all)"),
+        ("exclude", "list", "node name patterns or op types kept in float"),
+        ("fallback_rounds", "int", "rounds of accuracy-aware float fallback (0: off)"),
+        ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
+    ];
+    fn new(params: Params) -> Self {
+        let selection = Selection { op_types: params.op_types.clone(), include: params.include.clone(), exclude: params.exclude.clone() };
+        QuantizeStatic { params, selection }
+    }
+}
+
+impl QuantizeStatic {
+    fn scheme(&self) -> ActivationScheme {
+        ActivationScheme {
+            qtype: self.params.activation_type,
+            symmetric: self.params.symmetric_activations,
+            method: self.params.method,
+            percentile: self.params.percentile,
+        }
+    }
+
+    fn plan(&self, g: &Graph, order: &[NodeId], float_nodes: &BTreeSet<NodeId>) -> Plan {
+        let fuse = self.params.fuse_activations && !self.params.symmetric_activations;
+        let selected = |id: NodeId| !float_nodes.contains(&id) && self.selection.selects(g, id, plan::STATIC_OP_TYPES);
+        plan::plan(g, order, &selected, fuse)
+    }
+
+    /// The float model quantized by `plan` with the calibrated `stats`.
+    fn build(&self, float: &Model, plan: &Plan, stats: &BTreeMap<ValueId, Stats>) -> (Model, PassReport) {
+        let scheme = self.scheme();
+        let params: BTreeMap<ValueId, QParams> = stats.iter().map(|(&v, s)| (v, scheme.params(s))).collect();
+        let mut model = float.clone();
+        let mut report = PassReport::default();
+        quant::apply_plan(&mut model.graph, plan, &params, self.params.per_channel, &mut report);
+        (model, report)
+    }
+}
+
+impl Pass for QuantizeStatic {
+    fn run(&self, model: &mut Model, ctx: &PassContext<'_>) -> Result<PassReport, PassError> {
+        self.selection.check().map_err(PassError::unsupported_model)?;
+        let measure = ctx.require_measure(Self::NAME)?;
+        let mut notes = Vec::new();
+        if let Some(note) = quant::ensure_opset_13(model)? {
+            notes.push(note);
+        }
+        let float = model.clone();
+        let g = &float.graph;
+        let order = crate::driver::topo_order(g)?;
+        let full = self.plan(g, &order, &BTreeSet::new());
+        let values: Vec<ValueId> = full.calibrated().into_iter().collect();
+        let names = quant::names(g, &values.iter().copied().collect());
+        let start = std::time::Instant::now();
+        let calibrated = quant::calibrate(measure, &float, &names).map_err(|e| PassError::new(format!("calibration failed: {e}")))?;
+        let stats: BTreeMap<ValueId, Stats> = values.iter().copied().zip(calibrated).collect();
+        notes.push(format!(
+            "calibrated {} tensors on {} samples with {:?} in {:.1} s (histograms of {} bins: memory independent of the sample count)",
+            stats.len(),
+            measure.samples(),
+            self.params.method,
+            start.elapsed().as_secs_f64(),
+            quant::calibrate::BINS
+        ));
+
+        let (mut best, mut report) = self.build(&float, &full, &stats);
+        let mut declined_plan = full.declined.clone();
+        if self.params.fallback_rounds > 0 {
+            let ranking = self.sensitivity(&float, &full, &stats);
+            let quantized = ranking.len();
+            let mut fidelity = measure.fidelity(&best).map_err(|e| PassError::new(format!("fallback: {e}")))?;
+            notes.push(format!("fallback round 0 (all {quantized} quantizable nodes quantized): {}", fidelity.summary));
+            let mut share = self.params.fallback_share;
+            let mut round = 0;
+            while fidelity.thresholds_pass == Some(false) && round < self.params.fallback_rounds {
+                round += 1;
+                let keep = ((quantized as f64 * share).ceil() as usize).clamp(1, quantized);
+                let float_nodes: BTreeSet<NodeId> = ranking.iter().take(keep).map(|(n, _)| *n).collect();
+                let plan = self.plan(g, &order, &float_nodes);
+                let (candidate, r) = self.build(&float, &plan, &stats);
+                fidelity = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback: {e}")))?;
+                let kept: Vec<String> = ranking.iter().take(keep).map(|(n, db)| format!("{} ({db:.1} dB)", g.node_label(*n))).collect();
+                notes.push(format!(
+                    "fallback round {round}: {keep} nodes kept in float: {}; on calibration data: {}",
+                    kept.join(", "),
+                    fidelity.summary
+                ));
+                measure.log(&format!("quantize_static fallback round {round}: {}", fidelity.summary));
+                declined_plan = plan.declined.clone();
+                declined_plan.extend(
+                    ranking
+                        .iter()
+                        .take(keep)
+                        .map(|(n, db)| (*n, format!("kept in float by the accuracy fallback (round {round}; predicted SQNR {db:.1} dB)"))),
+                );
+                (best, report) = (candidate, r);
+                share *= 2.0;
+            }
+            match fidelity.thresholds_pass {
+                None => notes.push("fallback: the pipeline sets no accuracy threshold to aim for; nothing kept in float".into()),
+                Some(false) => notes.push(format!("fallback: thresholds still fail on calibration data after {round} rounds")),
+                Some(true) => {}
+            }
+        }
+        for (n, why) in declined_plan {
+            let op = g.node(n).map(|x| x.op_type().to_string()).unwrap_or_default();
+            report.decline(g.node_label(n), op, why);
+        }
+        report.notes.splice(0..0, notes);
+        *model = best;
+        Ok(report)
+    }
+}
+
+impl QuantizeStatic {
+    /// Quantized nodes, most sensitive first: the lowest predicted SQNR of the node's own
+    /// quantization (its activation points from the histograms, its weight from the data).
+    fn sensitivity(&self, float: &Model, plan: &Plan, stats: &BTreeMap<ValueId, Stats>) -> Vec<(NodeId, f64)> {
+        let g = &float.graph;
+        let scheme = self.scheme();
+        let point_db = |v: ValueId| plan.root(v).and_then(|r| stats.get(&r)).map(|s| s.predicted_sqnr_db(scheme.params(s)));
+        let mut ranked: Vec<(NodeId, f64)> = plan
+            .nodes
+            .iter()
+            .filter(|(_, role)| **role != Role::DataMovement)
+            .map(|(&id, role)| {
+                let n = g.node(id).expect("live");
+                let mut db = f64::INFINITY;
+                for v in n.inputs().iter().chain(n.outputs()).flatten() {
+                    let v = plan.points.values().find(|p| p.source == *v).map_or(*v, |p| p.replaces);
+                    if let Some(d) = point_db(v) {
+                        db = db.min(d);
+                    }
+                }
+                if let Role::Weighted { weight, axis, .. } = role
+                    && let Some(t) = n.input(*weight).and_then(|w| g.constant(w))
+                    && let Ok(w) = t.to_f32()
+                {
+                    db = db.min(weight_sqnr_db(&w, t.dims(), if self.params.per_channel { *axis } else { None }));
+                }
+                (id, db)
+            })
+            .collect();
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        ranked
+    }
+}
+
+/// SQNR of a weight's int8 quantization, dB.
+fn weight_sqnr_db(w: &[f32], dims: &[i64], axis: Option<usize>) -> f64 {
+    let (q, scales) = crate::quant::params::quantize_weights(w, dims, axis);
+    let inner = axis.map_or(w.len(), |a| dims[a + 1..].iter().product::<i64>().max(1) as usize);
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for (i, (&x, &qi)) in w.iter().zip(&q).enumerate() {
+        let s = scales[if axis.is_some() { (i / inner) % scales.len() } else { 0 }];
+        signal += (x as f64).powi(2);
+        noise += (x as f64 - qi as f64 * s as f64).powi(2);
+    }
+    10.0 * (signal / noise.max(1e-30)).log10()
+}

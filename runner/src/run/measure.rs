@@ -1,0 +1,200 @@
+//! The runner's answer to the passes' measurement interface ([`whittle_passes::measure`]): tract
+//! on the pipeline's calibration data.
+//!
+//! - `stream`: the values asked for are made outputs of a copy of the model (tract keeps a value
+//!   that is an output; after optimisation an intermediate name may be fused away), loaded once,
+//!   and run on the samples in chunks of one sample per worker thread; each chunk's values go to
+//!   the pass's sink in sample order, then are dropped. Memory: one chunk's activations.
+//! - `fidelity`: the candidate's outputs on the calibration samples against the original's
+//!   (computed once, on first use), judged by the pipeline's own accuracy thresholds (every
+//!   threshold but size and latency) with the same comparison code the gate uses. Answers are
+//!   cached by the candidate's bytes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ndarray::ArrayD;
+use rayon::prelude::*;
+use sha2::Digest;
+use whittle_graph::Model;
+use whittle_passes::measure::{Fidelity, Measure, MeasureError, Sink};
+
+use crate::data::{InputSet, InputShape, Labels};
+use crate::gate::{self, CheckStatus, Measured};
+use crate::pipeline::VerifySpec;
+use crate::verify::{self, CompareOptions, Runnable};
+
+/// Measurements with tract on the calibration set.
+pub struct TractMeasure<'a> {
+    data: &'a InputSet,
+    shapes: Vec<InputShape>,
+    original: Vec<u8>,
+    verify: &'a VerifySpec,
+    compare: CompareOptions,
+    pool: Option<&'a rayon::ThreadPool>,
+    reference: Mutex<Option<(Vec<Vec<ArrayD<f32>>>, Vec<String>)>>,
+    fidelity_cache: Mutex<HashMap<Vec<u8>, Fidelity>>,
+    used: AtomicBool,
+    log: Mutex<Vec<String>>,
+}
+
+impl<'a> TractMeasure<'a> {
+    pub fn new(
+        data: &'a InputSet,
+        shapes: Vec<InputShape>,
+        original: &Model,
+        verify: &'a VerifySpec,
+        compare: CompareOptions,
+        pool: Option<&'a rayon::ThreadPool>,
+    ) -> TractMeasure<'a> {
+        TractMeasure {
+            data,
+            shapes,
+            original: whittle_graph::encode_for_runtime(original),
+            verify,
+            compare,
+            pool,
+            reference: Mutex::new(None),
+            fidelity_cache: Mutex::new(HashMap::new()),
+            used: AtomicBool::new(false),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether any pass asked for a measurement.
+    pub fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The lines passes logged, in order.
+    pub fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut self.log.lock().expect("log lock"))
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<Runnable, MeasureError> {
+        verify::load_model(bytes, &self.shapes).map_err(|e| MeasureError(format!("tract cannot load the model to measure: {e}")))
+    }
+
+    fn workers(&self) -> usize {
+        self.pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads()).max(1)
+    }
+
+    /// Runs `model` on every sample, a chunk of samples at a time (in parallel within a chunk),
+    /// and hands each sample's outputs to `each` in sample order.
+    fn run_each(
+        &self,
+        model: &Runnable,
+        each: &mut dyn FnMut(usize, Vec<ArrayD<f32>>) -> Result<(), MeasureError>,
+    ) -> Result<(), MeasureError> {
+        let chunk = self.workers();
+        let n = self.data.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let run = || {
+                (start..end)
+                    .into_par_iter()
+                    .map(|i| {
+                        let sample = self.data.sample(i).map_err(|e| MeasureError(e.to_string()))?;
+                        model.run(&sample).map_err(|e| MeasureError(format!("calibration sample {i}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let outputs = match self.pool {
+                Some(p) => p.install(run)?,
+                None => run()?,
+            };
+            for (k, out) in outputs.into_iter().enumerate() {
+                each(start + k, out)?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+impl Measure for TractMeasure<'_> {
+    fn samples(&self) -> usize {
+        self.data.len()
+    }
+
+    fn stream(&self, model: &Model, values: &[String], sink: &mut Sink<'_>) -> Result<(), MeasureError> {
+        self.used.store(true, Ordering::Relaxed);
+        let mut tapped = model.clone();
+        let g = &mut tapped.graph;
+        for name in values {
+            let v = g.value_by_name(name).ok_or_else(|| MeasureError(format!("the model has no value `{name}` to measure")))?;
+            if g.constant(v).is_some() {
+                return Err(MeasureError(format!("`{name}` is a constant: read it from the graph, not by running the model")));
+            }
+            g.add_output(v);
+        }
+        let runnable = self.load(&whittle_graph::encode_for_runtime(&tapped))?;
+        let index: Vec<usize> = values
+            .iter()
+            .map(|n| runnable.output_names().iter().position(|o| o == n).ok_or_else(|| MeasureError(format!("tract lost the value `{n}`"))))
+            .collect::<Result<_, _>>()?;
+        self.run_each(&runnable, &mut |i, mut outputs| {
+            let picked: Vec<ArrayD<f32>> = index.iter().map(|&k| std::mem::take(&mut outputs[k])).collect();
+            sink(i, &picked)
+        })
+    }
+
+    fn fidelity(&self, candidate: &Model) -> Result<Fidelity, MeasureError> {
+        self.used.store(true, Ordering::Relaxed);
+        let bytes = whittle_graph::encode_for_runtime(candidate);
+        let key = sha2::Sha256::digest(&bytes).to_vec();
+        if let Some(f) = self.fidelity_cache.lock().expect("cache lock").get(&key) {
+            return Ok(f.clone());
+        }
+        let mut reference = self.reference.lock().expect("reference lock");
+        if reference.is_none() {
+            let original = self.load(&self.original)?;
+            let mut outs = Vec::with_capacity(self.data.len());
+            self.run_each(&original, &mut |_, o| {
+                outs.push(o);
+                Ok(())
+            })?;
+            *reference = Some((outs, original.output_names().to_vec()));
+        }
+        let (reference, names) = reference.as_ref().expect("computed above");
+        let model = self.load(&bytes)?;
+        let mut outs = Vec::with_capacity(self.data.len());
+        self.run_each(&model, &mut |_, o| {
+            outs.push(o);
+            Ok(())
+        })?;
+        let labels: Option<&Labels> = self.data.labels();
+        let cmp = verify::compare(reference, &outs, names, labels, &self.compare).map_err(|e| MeasureError(e.to_string()))?;
+        let fidelity = judge(self.verify, &cmp);
+        self.fidelity_cache.lock().expect("cache lock").insert(key, fidelity.clone());
+        Ok(fidelity)
+    }
+
+    fn log(&self, line: &str) {
+        self.log.lock().expect("log lock").push(line.to_string());
+    }
+}
+
+/// The pipeline's accuracy thresholds (not size, not latency) on a comparison.
+fn judge(spec: &VerifySpec, cmp: &verify::Comparison) -> Fidelity {
+    let g = gate::evaluate(spec, &Measured { comparison: Some(cmp), ..Measured::default() });
+    let accuracy: Vec<&gate::Check> = g
+        .checks
+        .iter()
+        .filter(|c| c.name != "max_size_ratio" && c.name != "max_latency_ratio" && c.status != CheckStatus::NotApplicable)
+        .collect();
+    let thresholds_pass = (!accuracy.is_empty()).then(|| accuracy.iter().all(|c| c.status == CheckStatus::Passed));
+    let min_sqnr = cmp.outputs.iter().map(|o| o.fidelity.sqnr_db).fold(f64::INFINITY, f64::min);
+    let rel = cmp
+        .outputs
+        .iter()
+        .map(|o| o.fidelity.max_abs_error / if o.fidelity.max_abs_reference > 0.0 { o.fidelity.max_abs_reference } else { 1.0 })
+        .fold(0.0, f64::max);
+    let mut summary = vec![format!("sqnr {min_sqnr:.1} dB")];
+    summary.extend(
+        accuracy.iter().map(|c| format!("{} {:.4} ({})", c.name, c.value, if c.status == CheckStatus::Passed { "ok" } else { "fails" })),
+    );
+    Fidelity { samples: cmp.samples, min_sqnr_db: min_sqnr, relative_max_error: rel, thresholds_pass, summary: summary.join(", ") }
+}
