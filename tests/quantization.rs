@@ -31,7 +31,9 @@ fn quantize(model: &Model, pass: &dyn Pass, data: &InputSet, input: (&str, &[i64
     let spec = VerifySpec::default();
     let measure = TractMeasure::new(data, shapes, &before, &spec, CompareOptions::default(), None);
     let mut after = before.clone();
-    pass.run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
+    let report = pass.run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
+    assert!(report.declined.is_empty(), "{:?}", report.declined);
+    eprintln!("{:?}", report.notes);
     infer_shapes(&mut after, &InferOptions { input_shapes: vec![(input.0.to_string(), input.1.to_vec())] }).unwrap();
     let diff = diff_text(&text(&before), &text(&after), "float", "quantized");
     (after, diff)
@@ -122,4 +124,117 @@ fn quantized_conv_matches_a_hand_written_reference() {
             }
         }
     }
+}
+
+/// Conv -> Gemm(transB) -> MatMul: the layers every weight quantizer covers.
+fn layers() -> Model {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 2, 4, 4]);
+    let w = constant(&mut b, "w", &[3, 2, 3, 3], 11);
+    let c = b.node("Conv", &[x, w], &["c"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+    let shape = b.constant("shape", Tensor::from_i64("shape", &[2], &[1, 48]));
+    let flat = b.node("Reshape", &[c, shape], &["flat"], vec![])[0];
+    let gw = constant(&mut b, "gw", &[5, 48], 12);
+    let gb = constant(&mut b, "gb", &[5], 13);
+    let g = b.node("Gemm", &[flat, gw, gb], &["g"], vec![attr_int("transB", 1)])[0];
+    let mw = constant(&mut b, "mw", &[5, 4], 14);
+    let y = b.node("MatMul", &[g, mw], &["y"], vec![])[0];
+    b.output(y);
+    b.finish()
+}
+
+/// The float model with each weight replaced by its int8 rounding (per output channel), i.e.
+/// what weight-only quantization computes, written out by hand.
+fn rounded_weights(model: &Model, weights: &[(&str, usize)]) -> Model {
+    let mut m = model.clone();
+    for &(name, axis) in weights {
+        let v = m.graph.value_by_name(name).unwrap();
+        let t = m.graph.constant(v).unwrap().clone();
+        let dims = t.dims().to_vec();
+        let data = t.to_f32().unwrap();
+        let inner: usize = dims[axis + 1..].iter().product::<i64>() as usize;
+        let channels = dims[axis] as usize;
+        let mut absmax = vec![0f32; channels];
+        for (i, w) in data.iter().enumerate() {
+            absmax[(i / inner) % channels] = absmax[(i / inner) % channels].max(w.abs());
+        }
+        let rounded: Vec<f32> = data
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let s = absmax[(i / inner) % channels] / 127.0;
+                (w / s).round_ties_even() * s
+            })
+            .collect();
+        m.graph.set_constant(v, Tensor::from_f32(name, &dims, &rounded));
+    }
+    m
+}
+
+#[test]
+fn weight_only_quantization_is_the_float_model_with_rounded_weights() {
+    let model = layers();
+    let pass = whittle_passes::quantize_weights::QuantizeWeights::new(Default::default());
+    let (q, _) = quantize(&model, &pass, &random(&[1, 2, 4, 4], 2), ("x", &[1, 2, 4, 4]));
+    let ops: Vec<String> = q.graph.node_ids().iter().map(|&n| q.graph.node(n).unwrap().op_type().to_string()).collect();
+    assert_eq!(ops.iter().filter(|o| *o == "DequantizeLinear").count(), 3, "{ops:?}");
+    assert!(!ops.iter().any(|o| o == "QuantizeLinear"));
+    // Conv weight per filter (axis 0), Gemm's transposed B per row (axis 0), MatMul per column (axis 1).
+    let reference = rounded_weights(&model, &[("w", 0), ("gw", 0), ("mw", 1)]);
+    whittle_tests::numeric::assert_same_outputs(&reference, &q, ("x", &[1, 2, 4, 4]), 1e-5);
+}
+
+#[test]
+fn dynamic_quantization_of_gemm_and_matmul_stays_close_to_float() {
+    let model = layers();
+    let pass = whittle_passes::quantize_dynamic::QuantizeDynamic::new(Default::default());
+    let (q, diff) = quantize(&model, &pass, &random(&[1, 2, 4, 4], 2), ("x", &[1, 2, 4, 4]));
+    assert!(diff.contains("DynamicQuantizeLinear") && diff.contains("MatMulInteger"), "{diff}");
+    let ops: Vec<String> = q.graph.node_ids().iter().map(|&n| q.graph.node(n).unwrap().op_type().to_string()).collect();
+    assert!(ops.contains(&"Conv".to_string()) && !ops.contains(&"Gemm".to_string()) && !ops.contains(&"MatMul".to_string()), "{ops:?}");
+    for (a, b) in whittle_tests::numeric::outputs(&model, &q, ("x", &[1, 2, 4, 4])) {
+        let signal: f32 = a.iter().map(|v| v * v).sum();
+        let noise: f32 = a.iter().zip(b.iter()).map(|(p, q)| (p - q) * (p - q)).sum();
+        let sqnr = 10.0 * (signal / noise.max(1e-30)).log10();
+        assert!(sqnr > 30.0, "dynamic INT8 SQNR {sqnr} dB");
+    }
+}
+
+#[test]
+fn bias_correction_removes_the_mean_shift_of_weight_rounding() {
+    // Inputs with a large mean make the weight rounding's output shift visible.
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 8, 4, 4]);
+    let w = b.constant("w", Tensor::from_f32("w", &[4, 8, 1, 1], &weights(32, 21).iter().map(|v| v * 0.05 + 0.011).collect::<Vec<_>>()));
+    let y = b.node("Conv", &[x, w], &["y"], vec![])[0];
+    b.output(y);
+    let model = b.finish();
+    let data = InputSet::random(&[("x".to_string(), vec![1, 8, 4, 4])], 16, Distribution::Normal { mean: 5.0, std: 1.0 }, 4).unwrap();
+    let mean_error = |bias_correction: bool| {
+        let pass = QuantizeStatic::new(Params { method: Method::Minmax, bias_correction, ..Params::default() });
+        let (q, _) = quantize(&model, &pass, &data, ("x", &[1, 8, 4, 4]));
+        let (rf, rq) = (
+            load_model(&whittle_graph::encode_for_runtime(&model), &[("x".into(), vec![1, 8, 4, 4])]).unwrap(),
+            load_model(&whittle_graph::encode_for_runtime(&q), &[("x".into(), vec![1, 8, 4, 4])]).unwrap(),
+        );
+        let mut total = 0f64;
+        for i in 0..data.len() {
+            let s = data.sample(i).unwrap();
+            let (a, b) = (rf.run(&s).unwrap().remove(0), rq.run(&s).unwrap().remove(0));
+            total += a.iter().zip(b.iter()).map(|(p, q)| (q - p) as f64).sum::<f64>();
+        }
+        (total / (data.len() * 64) as f64).abs()
+    };
+    let (without, with) = (mean_error(false), mean_error(true));
+    assert!(with < without / 2.0, "mean output error {with} with bias correction, {without} without");
+}
+
+#[test]
+fn excluding_every_node_leaves_the_model_float() {
+    let model = blocks();
+    let pass = QuantizeStatic::new(Params { exclude: vec!["*".into()], ..Params::default() });
+    let (q, _) = quantize(&model, &pass, &random(&[1, 2, 4, 4], 2), ("x", &[1, 2, 4, 4]));
+    let ops: Vec<String> = q.graph.node_ids().iter().map(|&n| q.graph.node(n).unwrap().op_type().to_string()).collect();
+    assert!(!ops.iter().any(|o| o.contains("Quantize")), "{ops:?}");
+    whittle_tests::numeric::assert_same_outputs(&model, &q, ("x", &[1, 2, 4, 4]), 1e-6);
 }

@@ -15,7 +15,9 @@ pub mod fold_batchnorm;
 pub mod fold_channelwise;
 pub mod initializers_as_constants;
 pub mod opset_conversion;
+pub mod quantize_dynamic;
 pub mod quantize_static;
+pub mod quantize_weights;
 pub mod remove_noops;
 
 pub use pass::{Declined, Pass, PassContext, PassError, PassReport};

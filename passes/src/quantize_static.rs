@@ -14,7 +14,10 @@
 //!    `input scale × weight scale`, zero point 0.
 //! 4. Per-channel `DequantizeLinear` needs opset 13: older models are upgraded first (exactly, by
 //!    `opset_conversion`).
-//! 5. Accuracy-aware fallback (`fallback_rounds` > 0): while the pipeline's accuracy thresholds
+//! 5. Bias correction (`bias_correction`, [`crate::quant::bias_correction`]): each quantized
+//!    Conv's bias absorbs the expected output shift of its weight rounding, from per-channel input
+//!    means collected in the same calibration stream.
+//! 6. Accuracy-aware fallback (`fallback_rounds` > 0): while the pipeline's accuracy thresholds
 //!    fail on the calibration data, the quantized nodes with the lowest predicted SQNR (from the
 //!    histograms and the weights, no extra run) are kept in float, a growing share per round; the
 //!    report lists them and the fidelity after each round. Choices use calibration data only.
@@ -47,6 +50,10 @@ pub struct Params {
     pub include: Vec<String>,
     /// Node name patterns or op types kept in float.
     pub exclude: Vec<String>,
+    /// Quantize MatMuls of two activations (attention scores and values) too.
+    pub activation_matmul: bool,
+    /// Correct Conv biases for the expected shift their weight rounding causes (Nagel et al. 2019).
+    pub bias_correction: bool,
     /// Rounds of the accuracy-aware fallback (0: off).
     pub fallback_rounds: usize,
     /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
@@ -65,6 +72,8 @@ impl Default for Params {
             op_types: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
+            activation_matmul: true,
+            bias_correction: false,
             fallback_rounds: 0,
             fallback_share: 0.05,
         }
@@ -92,6 +101,8 @@ impl PassDef for QuantizeStatic {
         ("op_types", "list", "op types to quantize (empty: all the pass knows)"),
         ("include", "list", "node name patterns to quantize (empty: all)"),
         ("exclude", "list", "node name patterns or op types kept in float"),
+        ("activation_matmul", "bool", "also quantize MatMuls of two activations (attention)"),
+        ("bias_correction", "bool", "correct Conv biases for the weight rounding's expected shift"),
         ("fallback_rounds", "int", "rounds of accuracy-aware float fallback (0: off)"),
         ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
     ];
@@ -113,16 +124,37 @@ impl QuantizeStatic {
 
     fn plan(&self, g: &Graph, order: &[NodeId], float_nodes: &BTreeSet<NodeId>) -> Plan {
         let fuse = self.params.fuse_activations && !self.params.symmetric_activations;
-        let selected = |id: NodeId| !float_nodes.contains(&id) && self.selection.selects(g, id, plan::STATIC_OP_TYPES);
+        let activation_matmul = |id: NodeId| g.node(id).is_some_and(|n| n.is("MatMul")) && plan::role(g, id) == Ok(Some(Role::Compute));
+        let selected = |id: NodeId| {
+            !float_nodes.contains(&id)
+                && self.selection.selects(g, id, plan::STATIC_OP_TYPES)
+                && (self.params.activation_matmul || !activation_matmul(id))
+        };
         plan::plan(g, order, &selected, fuse)
     }
 
     /// The float model quantized by `plan` with the calibrated `stats`.
-    fn build(&self, float: &Model, plan: &Plan, stats: &BTreeMap<ValueId, Stats>) -> (Model, PassReport) {
+    fn build(&self, float: &Model, plan: &Plan, stats: &BTreeMap<ValueId, Stats>, means: &BTreeMap<ValueId, Vec<f64>>) -> (Model, PassReport) {
         let scheme = self.scheme();
         let params: BTreeMap<ValueId, QParams> = stats.iter().map(|(&v, s)| (v, scheme.params(s))).collect();
         let mut model = float.clone();
         let mut report = PassReport::default();
+        let mut corrected = 0;
+        for (&id, role) in &plan.nodes {
+            let Role::Weighted { axis, .. } = *role else { continue };
+            let Some(m) = model.graph.node(id).and_then(|n| n.input(0)).and_then(|x| means.get(&x)) else { continue };
+            let axis = if self.params.per_channel { axis } else { None };
+            match crate::quant::bias_correction::correct_conv_bias(&mut model.graph, id, axis, m) {
+                Ok(_) => corrected += 1,
+                Err(why) => {
+                    let op = model.graph.node(id).map(|n| n.op_type().to_string()).unwrap_or_default();
+                    report.decline(model.graph.node_label(id), op, format!("no bias correction: {why}"));
+                }
+            }
+        }
+        if corrected > 0 {
+            report.notes.push(format!("bias correction: {corrected} Conv biases corrected for their weights' rounding"));
+        }
         quant::apply_plan(&mut model.graph, plan, &params, self.params.per_channel, &mut report);
         (model, report)
     }
@@ -142,9 +174,19 @@ impl Pass for QuantizeStatic {
         let full = self.plan(g, &order, &BTreeSet::new());
         let values: Vec<ValueId> = full.calibrated().into_iter().collect();
         let names = quant::names(g, &values.iter().copied().collect());
+        // Bias correction needs the per-channel means of every quantized Conv's input.
+        let mean_values: Vec<ValueId> = if self.params.bias_correction {
+            let conv_inputs = full.nodes.iter().filter(|(id, r)| matches!(r, Role::Weighted { .. }) && g.node(**id).is_some_and(|n| n.is("Conv")));
+            conv_inputs.filter_map(|(id, _)| g.node(*id).and_then(|n| n.input(0))).collect::<BTreeSet<_>>().into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let mean_names: Vec<(String, usize)> = mean_values.iter().map(|&v| (g.value(v).name.clone(), 1)).collect();
         let start = std::time::Instant::now();
-        let calibrated = quant::calibrate(measure, &float, &names).map_err(|e| PassError::new(format!("calibration failed: {e}")))?;
+        let (calibrated, channel_means) = quant::calibrate_with_means(measure, &float, &names, &mean_names)
+            .map_err(|e| PassError::new(format!("calibration failed: {e}")))?;
         let stats: BTreeMap<ValueId, Stats> = values.iter().copied().zip(calibrated).collect();
+        let means: BTreeMap<ValueId, Vec<f64>> = mean_values.iter().copied().zip(channel_means.iter().map(|m| m.means())).collect();
         notes.push(format!(
             "calibrated {} tensors on {} samples with {:?} in {:.1} s (histograms of {} bins: memory independent of the sample count)",
             stats.len(),
@@ -154,7 +196,7 @@ impl Pass for QuantizeStatic {
             quant::calibrate::BINS
         ));
 
-        let (mut best, mut report) = self.build(&float, &full, &stats);
+        let (mut best, mut report) = self.build(&float, &full, &stats, &means);
         let mut declined_plan = full.declined.clone();
         if self.params.fallback_rounds > 0 {
             let ranking = self.sensitivity(&float, &full, &stats);
@@ -168,7 +210,7 @@ impl Pass for QuantizeStatic {
                 let keep = ((quantized as f64 * share).ceil() as usize).clamp(1, quantized);
                 let float_nodes: BTreeSet<NodeId> = ranking.iter().take(keep).map(|(n, _)| *n).collect();
                 let plan = self.plan(g, &order, &float_nodes);
-                let (candidate, r) = self.build(&float, &plan, &stats);
+                let (candidate, r) = self.build(&float, &plan, &stats, &means);
                 fidelity = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback: {e}")))?;
                 let kept: Vec<String> = ranking.iter().take(keep).map(|(n, db)| format!("{} ({db:.1} dB)", g.node_label(*n))).collect();
                 notes.push(format!(

@@ -94,6 +94,8 @@ declare_passes! {
     fold_channelwise::FoldChannelwise,
     dead_code::DeadCode,
     quantize_static::QuantizeStatic,
+    quantize_dynamic::QuantizeDynamic,
+    quantize_weights::QuantizeWeights,
 }
 
 /// The pass registered under `name`.

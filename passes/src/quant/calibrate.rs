@@ -232,6 +232,39 @@ impl Stats {
     }
 }
 
+/// Streaming per-channel means of a value (for bias correction): `channel` is the axis.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelMeans {
+    pub axis: usize,
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl ChannelMeans {
+    pub fn new(axis: usize) -> ChannelMeans {
+        ChannelMeans { axis, sums: Vec::new(), counts: Vec::new() }
+    }
+
+    pub fn add(&mut self, a: &ndarray::ArrayD<f32>) {
+        if self.axis >= a.ndim() {
+            return;
+        }
+        let c = a.shape()[self.axis];
+        if self.sums.len() != c {
+            self.sums = vec![0.0; c];
+            self.counts = vec![0; c];
+        }
+        for (i, lane) in a.axis_iter(ndarray::Axis(self.axis)).enumerate() {
+            self.sums[i] += lane.iter().map(|&x| x as f64).sum::<f64>();
+            self.counts[i] += lane.len() as u64;
+        }
+    }
+
+    pub fn means(&self) -> Vec<f64> {
+        self.sums.iter().zip(&self.counts).map(|(s, &n)| if n > 0 { s / n as f64 } else { 0.0 }).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! calibration ([`calibrate`]), quantization points ([`plan`]), the IR operations ([`qdq`]), node
 //! selection by op type and name pattern, and applying a plan to a graph.
 
+pub mod bias_correction;
 pub mod calibrate;
 pub mod params;
 pub mod plan;
@@ -71,13 +72,28 @@ pub fn ensure_opset_13(model: &mut Model) -> Result<Option<String>, PassError> {
 
 /// Streams `values` of `model` over the calibration data into one [`Stats`] each.
 pub fn calibrate(measure: &dyn Measure, model: &Model, values: &[String]) -> Result<Vec<Stats>, MeasureError> {
+    calibrate_with_means(measure, model, values, &[]).map(|(s, _)| s)
+}
+
+/// [`calibrate`], and in the same pass over the data the per-channel means of `means` (value
+/// name, channel axis).
+pub fn calibrate_with_means(
+    measure: &dyn Measure,
+    model: &Model,
+    values: &[String],
+    means: &[(String, usize)],
+) -> Result<(Vec<Stats>, Vec<calibrate::ChannelMeans>), MeasureError> {
     use rayon::prelude::*;
     let mut stats = vec![Stats::default(); values.len()];
-    measure.stream(model, values, &mut |_, arrays| {
-        stats.par_iter_mut().zip(arrays.par_iter()).for_each(|(s, a)| s.add(a.iter().copied()));
+    let mut channel_means: Vec<calibrate::ChannelMeans> = means.iter().map(|(_, axis)| calibrate::ChannelMeans::new(*axis)).collect();
+    let all: Vec<String> = values.iter().cloned().chain(means.iter().map(|(n, _)| n.clone())).collect();
+    measure.stream(model, &all, &mut |_, arrays| {
+        let (hist, mean) = arrays.split_at(values.len());
+        stats.par_iter_mut().zip(hist.par_iter()).for_each(|(s, a)| s.add(a.iter().copied()));
+        channel_means.par_iter_mut().zip(mean.par_iter()).for_each(|(m, a)| m.add(a));
         Ok(())
     })?;
-    Ok(stats)
+    Ok((stats, channel_means))
 }
 
 /// Quantization of the activation points.

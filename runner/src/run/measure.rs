@@ -136,7 +136,12 @@ impl Measure for TractMeasure<'_> {
             .map(|n| runnable.output_names().iter().position(|o| o == n).ok_or_else(|| MeasureError(format!("tract lost the value `{n}`"))))
             .collect::<Result<_, _>>()?;
         self.run_each(&runnable, &mut |i, mut outputs| {
-            let picked: Vec<ArrayD<f32>> = index.iter().map(|&k| std::mem::take(&mut outputs[k])).collect();
+            // A value asked for twice is handed over twice (moved the last time).
+            let picked: Vec<ArrayD<f32>> = index
+                .iter()
+                .enumerate()
+                .map(|(j, &k)| if index[j + 1..].contains(&k) { outputs[k].clone() } else { std::mem::take(&mut outputs[k]) })
+                .collect();
             sink(i, &picked)
         })
     }

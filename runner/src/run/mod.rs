@@ -302,12 +302,8 @@ impl<'a> Run<'a> {
         self.timings.since("steps", start);
         let mut cand_info = model_info(&candidate, 0);
         cand_info.file_bytes = cand_info.figures.encoded_bytes;
-        if cand_info.op_histogram.contains_key("QuantizeLinear") || cand_info.op_histogram.contains_key("DequantizeLinear") {
-            self.report.notes.push(
-                "the candidate holds QuantizeLinear/DequantizeLinear: tract runs QDQ INT8 in float with fake quantization, \
-                 so its latency here is not the INT8 deployment gain (onnxruntime runs QDQ models faster than float)"
-                    .into(),
-            );
+        if let Some(note) = int8_latency_note(&cand_info.op_histogram) {
+            self.report.notes.push(note.into());
         }
         let size_ratio = cand_info.figures.encoded_bytes as f64 / self.report.original.figures.encoded_bytes.max(1) as f64;
         self.report.candidate = Some(cand_info);
@@ -620,6 +616,23 @@ impl<'a> Run<'a> {
 
     fn invalid(&self, origin: &Origin, message: String) -> RunError {
         RunError::Invalid(self.pipeline.diagnostic(origin, message).into())
+    }
+}
+
+/// What tract's latency of an INT8 candidate means, when the candidate holds INT8 operators.
+fn int8_latency_note(ops: &std::collections::BTreeMap<String, usize>) -> Option<&'static str> {
+    let has = |op: &str| ops.contains_key(op);
+    if has("QuantizeLinear") {
+        Some(
+            "the candidate holds QuantizeLinear/DequantizeLinear pairs: tract runs QDQ INT8 in float with fake quantization, \
+             so its latency here is not the INT8 deployment gain (onnxruntime fuses the pairs into integer kernels)",
+        )
+    } else if has("DequantizeLinear") {
+        Some("weight-only INT8: tract dequantizes the int8 weights and computes in float, so latency stays that of a float model")
+    } else if has("MatMulInteger") || has("ConvInteger") || has("QLinearConv") || has("QLinearMatMul") {
+        Some("integer kernels: tract runs them with int8 arithmetic but unfused requantization; onnxruntime's latency may differ")
+    } else {
+        None
     }
 }
 
