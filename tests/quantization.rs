@@ -29,7 +29,7 @@ fn quantize(model: &Model, pass: &dyn Pass, data: &InputSet, input: (&str, &[i64
     let mut before = model.clone();
     infer_shapes(&mut before, &InferOptions { input_shapes: vec![(input.0.to_string(), input.1.to_vec())] }).unwrap();
     let spec = VerifySpec::default();
-    let measure = TractMeasure::new(data, shapes, &before, &spec, CompareOptions::default(), None);
+    let measure = TractMeasure::new(data, shapes, &before, &spec, CompareOptions::default(), None, data.origin().to_string());
     let mut after = before.clone();
     let report = pass.run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
     assert!(report.declined.is_empty(), "{:?}", report.declined);
@@ -237,4 +237,54 @@ fn excluding_every_node_leaves_the_model_float() {
     let ops: Vec<String> = q.graph.node_ids().iter().map(|&n| q.graph.node(n).unwrap().op_type().to_string()).collect();
     assert!(!ops.iter().any(|o| o.contains("Quantize")), "{ops:?}");
     whittle_tests::numeric::assert_same_outputs(&model, &q, ("x", &[1, 2, 4, 4]), 1e-6);
+}
+
+/// A measurement interface that refuses to run anything (statistics must come from the file).
+struct NoRuns<'a>(&'a TractMeasure<'a>);
+
+impl Measure for NoRuns<'_> {
+    fn samples(&self) -> usize {
+        self.0.samples()
+    }
+    fn stream(
+        &self,
+        _: &Model,
+        _: &[String],
+        _: &mut whittle_passes::measure::Sink<'_>,
+    ) -> Result<(), whittle_passes::measure::MeasureError> {
+        Err(whittle_passes::measure::MeasureError("this test allows no model run".into()))
+    }
+    fn fidelity(&self, candidate: &Model) -> Result<whittle_passes::measure::Fidelity, whittle_passes::measure::MeasureError> {
+        self.0.fidelity(candidate)
+    }
+    fn data_fingerprint(&self) -> String {
+        self.0.data_fingerprint()
+    }
+}
+
+#[test]
+fn saved_statistics_are_reused_without_running_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stats.json");
+    let mut model = blocks();
+    infer_shapes(&mut model, &InferOptions { input_shapes: vec![("x".into(), vec![1, 2, 4, 4])] }).unwrap();
+    let data = random(&[1, 2, 4, 4], 4);
+    let spec = VerifySpec::default();
+    let shapes = vec![("x".to_string(), vec![1, 2, 4, 4])];
+    let pass = QuantizeStatic::new(Params { statistics: Some(file.display().to_string()), bias_correction: true, ..Params::default() });
+    let quantize_with = |measure: &dyn Measure| {
+        let mut m = model.clone();
+        let report = pass.run(&mut m, &PassContext::with_measure(measure)).map_err(|e| e.to_string())?;
+        Ok::<_, String>((whittle_graph::encode_model(&m), report.notes))
+    };
+    let tract = TractMeasure::new(&data, shapes.clone(), &model, &spec, CompareOptions::default(), None, "data A".into());
+    let (first, notes) = quantize_with(&tract).unwrap();
+    assert!(file.is_file() && notes.iter().any(|n| n.contains("written to")), "{notes:?}");
+    let (second, notes) = quantize_with(&NoRuns(&tract)).unwrap();
+    assert_eq!(first, second, "same statistics, same model");
+    assert!(notes.iter().any(|n| n.contains("reused")), "{notes:?}");
+    // Other data: the file does not apply, and this measure may not run the model.
+    let other = TractMeasure::new(&data, shapes, &model, &spec, CompareOptions::default(), None, "data B".into());
+    let err = quantize_with(&NoRuns(&other)).unwrap_err();
+    assert!(err.contains("no model run"), "{err}");
 }

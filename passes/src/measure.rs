@@ -57,6 +57,10 @@ pub trait Measure: Sync {
     /// How far `candidate` is from the original model of the run on the calibration samples.
     fn fidelity(&self, candidate: &Model) -> Result<Fidelity, MeasureError>;
 
+    /// A fingerprint of the calibration data (files and settings): statistics saved with one
+    /// are reused only with the same data.
+    fn data_fingerprint(&self) -> String;
+
     /// Hands a figure to the run's log (progress of a long measurement, a round of a fallback).
     fn log(&self, _line: &str) {}
 }

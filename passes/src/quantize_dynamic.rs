@@ -91,14 +91,18 @@ fn rewrite(g: &Graph, id: NodeId) -> Result<Patch, String> {
     let mut dql = OpSpec::new("DynamicQuantizeLinear", &[], &format!("{base}_xq"));
     dql.outputs = vec![format!("{base}_xq"), format!("{base}_xs"), format!("{base}_xz")];
     let dq = p.add_op(dql, vec![Wire::Value(x)], order);
-    let mm = p.add_op(
-        OpSpec::new("MatMulInteger", &[], &format!("{base}_int")),
-        vec![Wire::output(dq, 0), wq, Wire::output(dq, 2), wz],
+    let mm =
+        p.add_op(OpSpec::new("MatMulInteger", &[], &format!("{base}_int")), vec![Wire::output(dq, 0), wq, Wire::output(dq, 2), wz], order);
+    let cast = p.add_op(
+        OpSpec::new("Cast", &[], &format!("{base}_f")).attr(attr_int("to", DataType::Float as i64)),
+        vec![Wire::output(mm, 0)],
         order,
     );
-    let cast = p.add_op(OpSpec::new("Cast", &[], &format!("{base}_f")).attr(attr_int("to", DataType::Float as i64)), vec![Wire::output(mm, 0)], order);
     let scale = p.add_op(OpSpec::new("Mul", &[], &format!("{base}_scale")), vec![Wire::output(dq, 1), ws], order);
-    let mut y = Wire::output(p.add_op(OpSpec::new("Mul", &[], &format!("{base}_dyn")), vec![Wire::output(cast, 0), Wire::output(scale, 0)], order), 0);
+    let mut y = Wire::output(
+        p.add_op(OpSpec::new("Mul", &[], &format!("{base}_dyn")), vec![Wire::output(cast, 0), Wire::output(scale, 0)], order),
+        0,
+    );
     if let Some(c) = c_input {
         y = Wire::output(p.add_op(OpSpec::new("Add", &[], &format!("{base}_bias")), vec![y, Wire::Value(c)], order), 0);
     }

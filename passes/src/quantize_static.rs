@@ -54,6 +54,9 @@ pub struct Params {
     pub activation_matmul: bool,
     /// Correct Conv biases for the expected shift their weight rounding causes (Nagel et al. 2019).
     pub bias_correction: bool,
+    /// A file for the calibration statistics: reused when it holds them for this model and data
+    /// (no calibration run), else written after calibrating. Relative to the working directory.
+    pub statistics: Option<String>,
     /// Rounds of the accuracy-aware fallback (0: off).
     pub fallback_rounds: usize,
     /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
@@ -74,6 +77,7 @@ impl Default for Params {
             exclude: Vec::new(),
             activation_matmul: true,
             bias_correction: false,
+            statistics: None,
             fallback_rounds: 0,
             fallback_share: 0.05,
         }
@@ -103,6 +107,7 @@ impl PassDef for QuantizeStatic {
         ("exclude", "list", "node name patterns or op types kept in float"),
         ("activation_matmul", "bool", "also quantize MatMuls of two activations (attention)"),
         ("bias_correction", "bool", "correct Conv biases for the weight rounding's expected shift"),
+        ("statistics", "path", "calibration statistics file: reused for the same model and data, else written"),
         ("fallback_rounds", "int", "rounds of accuracy-aware float fallback (0: off)"),
         ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
     ];
@@ -134,7 +139,13 @@ impl QuantizeStatic {
     }
 
     /// The float model quantized by `plan` with the calibrated `stats`.
-    fn build(&self, float: &Model, plan: &Plan, stats: &BTreeMap<ValueId, Stats>, means: &BTreeMap<ValueId, Vec<f64>>) -> (Model, PassReport) {
+    fn build(
+        &self,
+        float: &Model,
+        plan: &Plan,
+        stats: &BTreeMap<ValueId, Stats>,
+        means: &BTreeMap<ValueId, Vec<f64>>,
+    ) -> (Model, PassReport) {
         let scheme = self.scheme();
         let params: BTreeMap<ValueId, QParams> = stats.iter().map(|(&v, s)| (v, scheme.params(s))).collect();
         let mut model = float.clone();
@@ -173,28 +184,28 @@ impl Pass for QuantizeStatic {
         let order = crate::driver::topo_order(g)?;
         let full = self.plan(g, &order, &BTreeSet::new());
         let values: Vec<ValueId> = full.calibrated().into_iter().collect();
-        let names = quant::names(g, &values.iter().copied().collect());
         // Bias correction needs the per-channel means of every quantized Conv's input.
         let mean_values: Vec<ValueId> = if self.params.bias_correction {
-            let conv_inputs = full.nodes.iter().filter(|(id, r)| matches!(r, Role::Weighted { .. }) && g.node(**id).is_some_and(|n| n.is("Conv")));
+            let conv_inputs =
+                full.nodes.iter().filter(|(id, r)| matches!(r, Role::Weighted { .. }) && g.node(**id).is_some_and(|n| n.is("Conv")));
             conv_inputs.filter_map(|(id, _)| g.node(*id).and_then(|n| n.input(0))).collect::<BTreeSet<_>>().into_iter().collect()
         } else {
             Vec::new()
         };
-        let mean_names: Vec<(String, usize)> = mean_values.iter().map(|&v| (g.value(v).name.clone(), 1)).collect();
         let start = std::time::Instant::now();
-        let (calibrated, channel_means) = quant::calibrate_with_means(measure, &float, &names, &mean_names)
-            .map_err(|e| PassError::new(format!("calibration failed: {e}")))?;
-        let stats: BTreeMap<ValueId, Stats> = values.iter().copied().zip(calibrated).collect();
-        let means: BTreeMap<ValueId, Vec<f64>> = mean_values.iter().copied().zip(channel_means.iter().map(|m| m.means())).collect();
-        notes.push(format!(
-            "calibrated {} tensors on {} samples with {:?} in {:.1} s (histograms of {} bins: memory independent of the sample count)",
-            stats.len(),
-            measure.samples(),
-            self.params.method,
-            start.elapsed().as_secs_f64(),
-            quant::calibrate::BINS
-        ));
+        let (stats, means, reused) = self.statistics(measure, &float, &values, &mean_values, &mut notes)?;
+        notes.push(if reused {
+            format!("calibration statistics of {} tensors reused from {} (no calibration run)", stats.len(), self.params.statistics.as_deref().unwrap_or(""))
+        } else {
+            format!(
+                "calibrated {} tensors on {} samples in {:.1} s (histograms of {} bins: memory independent of the sample count); ranges by {:?}",
+                stats.len(),
+                measure.samples(),
+                start.elapsed().as_secs_f64(),
+                quant::calibrate::BINS,
+                self.params.method
+            )
+        });
 
         let (mut best, mut report) = self.build(&float, &full, &stats, &means);
         let mut declined_plan = full.declined.clone();
@@ -245,7 +256,54 @@ impl Pass for QuantizeStatic {
     }
 }
 
+type Measured = (BTreeMap<ValueId, Stats>, BTreeMap<ValueId, Vec<f64>>, bool);
+
 impl QuantizeStatic {
+    /// Histograms of `values` and per-channel means of `mean_values`: from the statistics file
+    /// when it holds them for this model and data (`true`), else by calibrating (and then saved
+    /// to the file when one is set).
+    fn statistics(
+        &self,
+        measure: &dyn crate::measure::Measure,
+        float: &Model,
+        values: &[ValueId],
+        mean_values: &[ValueId],
+        notes: &mut Vec<String>,
+    ) -> Result<Measured, PassError> {
+        use crate::quant::stats_file::SavedStats;
+        use sha2::Digest;
+        let g = &float.graph;
+        let names: Vec<String> = values.iter().map(|&v| g.value(v).name.clone()).collect();
+        let mean_names: Vec<String> = mean_values.iter().map(|&v| g.value(v).name.clone()).collect();
+        let model_hash = hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(float)));
+        let path = self.params.statistics.as_ref().map(std::path::PathBuf::from);
+        if let Some(path) = &path {
+            match SavedStats::load(path, &model_hash, &measure.data_fingerprint(), &names, &mean_names)
+                .map_err(PassError::unsupported_model)?
+            {
+                Ok(saved) => {
+                    let stats = values.iter().zip(&names).map(|(&v, n)| (v, saved.values[n].clone())).collect();
+                    let means = mean_values.iter().zip(&mean_names).map(|(&v, n)| (v, saved.means[n].clone())).collect();
+                    return Ok((stats, means, true));
+                }
+                Err(why) => notes.push(why),
+            }
+        }
+        let axes: Vec<(String, usize)> = mean_names.iter().map(|n| (n.clone(), 1)).collect();
+        let (calibrated, channel_means) =
+            quant::calibrate_with_means(measure, float, &names, &axes).map_err(|e| PassError::new(format!("calibration failed: {e}")))?;
+        if let Some(path) = &path {
+            let mut saved = SavedStats::new(model_hash, measure.data_fingerprint(), measure.samples());
+            saved.values = names.iter().cloned().zip(calibrated.iter().cloned()).collect();
+            saved.means = mean_names.iter().cloned().zip(channel_means.iter().map(|m| m.means())).collect();
+            saved.save(path).map_err(PassError::new)?;
+            notes.push(format!("calibration statistics written to {}", path.display()));
+        }
+        let stats = values.iter().copied().zip(calibrated).collect();
+        let means = mean_values.iter().copied().zip(channel_means.iter().map(|m| m.means())).collect();
+        Ok((stats, means, false))
+    }
+
     /// Quantized nodes, most sensitive first: the lowest predicted SQNR of the node's own
     /// quantization (its activation points from the histograms, its weight from the data).
     fn sensitivity(&self, float: &Model, plan: &Plan, stats: &BTreeMap<ValueId, Stats>) -> Vec<(NodeId, f64)> {

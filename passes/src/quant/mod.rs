@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod params;
 pub mod plan;
 pub mod qdq;
+pub mod stats_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 

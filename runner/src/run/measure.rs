@@ -37,9 +37,11 @@ pub struct TractMeasure<'a> {
     fidelity_cache: Mutex<HashMap<Vec<u8>, Fidelity>>,
     used: AtomicBool,
     log: Mutex<Vec<String>>,
+    data_fingerprint: String,
 }
 
 impl<'a> TractMeasure<'a> {
+    /// `data_fingerprint`: of the calibration files and settings (see [`Measure::data_fingerprint`]).
     pub fn new(
         data: &'a InputSet,
         shapes: Vec<InputShape>,
@@ -47,6 +49,7 @@ impl<'a> TractMeasure<'a> {
         verify: &'a VerifySpec,
         compare: CompareOptions,
         pool: Option<&'a rayon::ThreadPool>,
+        data_fingerprint: String,
     ) -> TractMeasure<'a> {
         TractMeasure {
             data,
@@ -59,6 +62,7 @@ impl<'a> TractMeasure<'a> {
             fidelity_cache: Mutex::new(HashMap::new()),
             used: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
+            data_fingerprint,
         }
     }
 
@@ -175,6 +179,10 @@ impl Measure for TractMeasure<'_> {
         let fidelity = judge(self.verify, &cmp);
         self.fidelity_cache.lock().expect("cache lock").insert(key, fidelity.clone());
         Ok(fidelity)
+    }
+
+    fn data_fingerprint(&self) -> String {
+        self.data_fingerprint.clone()
     }
 
     fn log(&self, line: &str) {

@@ -406,11 +406,15 @@ impl<'a> Run<'a> {
             dump_dir: self.options.dump_after_each.clone(),
         };
         let compare = self.compare_options(original_charset);
-        let measure = self
-            .prep
-            .calibration
-            .as_ref()
-            .map(|c| measure::TractMeasure::new(&c.set, shapes.to_vec(), &self.prep.model, spec, compare, self.pool.as_ref()));
+        let measure = self.prep.calibration.as_ref().map(|c| {
+            let mut f = Fingerprint::new();
+            f.add("calibration", c.description.as_bytes());
+            for file in &c.files {
+                // A file that cannot be read now was read when the data loaded: it only weakens reuse.
+                let _ = f.add_file(file);
+            }
+            measure::TractMeasure::new(&c.set, shapes.to_vec(), &self.prep.model, spec, compare, self.pool.as_ref(), f.finish())
+        });
         let start = Instant::now();
         let result = manager::run_steps(
             candidate,
