@@ -61,6 +61,9 @@ pub struct Params {
     pub fallback_rounds: usize,
     /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
     pub fallback_share: f64,
+    /// How the fallback ranks nodes: `measured` (each node kept float alone, fidelity measured on
+    /// the calibration data, gain per kB of float weights) or `predicted` (histogram SQNR, no run).
+    pub fallback_ranking: Ranking,
 }
 
 impl Default for Params {
@@ -80,8 +83,18 @@ impl Default for Params {
             statistics: None,
             fallback_rounds: 0,
             fallback_share: 0.05,
+            fallback_ranking: Ranking::Measured,
         }
     }
+}
+
+/// How the accuracy fallback ranks quantized nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranking {
+    #[default]
+    Measured,
+    Predicted,
 }
 
 pub struct QuantizeStatic {
@@ -110,6 +123,7 @@ impl PassDef for QuantizeStatic {
         ("statistics", "path", "calibration statistics file: reused for the same model and data, else written"),
         ("fallback_rounds", "int", "rounds of accuracy-aware float fallback (0: off)"),
         ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
+        ("fallback_ranking", "measured|predicted", "rank by measured fidelity gain per kB, or by predicted SQNR"),
     ];
     fn new(params: Params) -> Self {
         let selection = Selection { op_types: params.op_types.clone(), include: params.include.clone(), exclude: params.exclude.clone() };
@@ -210,20 +224,28 @@ impl Pass for QuantizeStatic {
         let (mut best, mut report) = self.build(&float, &full, &stats, &means);
         let mut declined_plan = full.declined.clone();
         if self.params.fallback_rounds > 0 {
-            let ranking = self.sensitivity(&float, &full, &stats);
-            let quantized = ranking.len();
             let mut fidelity = measure.fidelity(&best).map_err(|e| PassError::new(format!("fallback: {e}")))?;
-            notes.push(format!("fallback round 0 (all {quantized} quantizable nodes quantized): {}", fidelity.summary));
+            let predicted = self.sensitivity(&float, &full, &stats);
+            notes.push(format!("fallback round 0 (all {} quantizable nodes quantized): {}", predicted.len(), fidelity.summary));
+            let ranking: Vec<(NodeId, String)> = if fidelity.thresholds_pass != Some(false) {
+                Vec::new()
+            } else if self.params.fallback_ranking == Ranking::Predicted {
+                predicted.iter().map(|(n, db)| (*n, format!("predicted SQNR {db:.1} dB"))).collect()
+            } else {
+                self.measured_ranking(measure, &float, &order, &predicted, &stats, &means, fidelity.min_sqnr_db)?
+            };
+            let quantized = ranking.len().max(1);
             let mut share = self.params.fallback_share;
             let mut round = 0;
-            while fidelity.thresholds_pass == Some(false) && round < self.params.fallback_rounds {
+            while fidelity.thresholds_pass == Some(false) && round < self.params.fallback_rounds && !ranking.is_empty() {
                 round += 1;
                 let keep = ((quantized as f64 * share).ceil() as usize).clamp(1, quantized);
                 let float_nodes: BTreeSet<NodeId> = ranking.iter().take(keep).map(|(n, _)| *n).collect();
                 let plan = self.plan(g, &order, &float_nodes);
                 let (candidate, r) = self.build(&float, &plan, &stats, &means);
                 fidelity = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback: {e}")))?;
-                let kept: Vec<String> = ranking.iter().take(keep).map(|(n, db)| format!("{} ({db:.1} dB)", g.node_label(*n))).collect();
+                let keep = keep.min(ranking.len());
+                let kept: Vec<String> = ranking.iter().take(keep).map(|(n, why)| format!("{} ({why})", g.node_label(*n))).collect();
                 notes.push(format!(
                     "fallback round {round}: {keep} nodes kept in float: {}; on calibration data: {}",
                     kept.join(", "),
@@ -235,7 +257,7 @@ impl Pass for QuantizeStatic {
                     ranking
                         .iter()
                         .take(keep)
-                        .map(|(n, db)| (*n, format!("kept in float by the accuracy fallback (round {round}; predicted SQNR {db:.1} dB)"))),
+                        .map(|(n, why)| (*n, format!("kept in float by the accuracy fallback (round {round}; {why})"))),
                 );
                 (best, report) = (candidate, r);
                 share *= 2.0;
@@ -302,6 +324,41 @@ impl QuantizeStatic {
         let stats = values.iter().copied().zip(calibrated).collect();
         let means = mean_values.iter().copied().zip(channel_means.iter().map(|m| m.means())).collect();
         Ok((stats, means, false))
+    }
+
+    /// Quantized nodes ranked by what keeping each one alone in float gains, measured on the
+    /// calibration data: SQNR gain in dB per kB of weights kept float (plus 4 kB, so that nodes
+    /// without weights do not win by dividing by nothing). Nodes that gain nothing are left out.
+    #[allow(clippy::too_many_arguments)]
+    fn measured_ranking(
+        &self,
+        measure: &dyn crate::measure::Measure,
+        float: &Model,
+        order: &[NodeId],
+        nodes: &[(NodeId, f64)],
+        stats: &BTreeMap<ValueId, Stats>,
+        means: &BTreeMap<ValueId, Vec<f64>>,
+        base_db: f64,
+    ) -> Result<Vec<(NodeId, String)>, PassError> {
+        let g = &float.graph;
+        let mut scored = Vec::new();
+        for (i, &(id, _)) in nodes.iter().enumerate() {
+            let plan = self.plan(g, order, &BTreeSet::from([id]));
+            let (candidate, _) = self.build(float, &plan, stats, means);
+            let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;
+            let gain = f.min_sqnr_db - base_db;
+            let kb = g.node(id).map_or(0.0, |n| {
+                n.inputs().iter().flatten().filter_map(|v| g.constant(*v)).filter(|t| t.dims().len() > 1).map(|t| t.numel() as f64 * 3.0 / 1024.0).sum()
+            });
+            if i % 10 == 0 {
+                measure.log(&format!("quantize_static fallback sensitivity: {}/{} nodes measured", i + 1, nodes.len()));
+            }
+            if gain > 0.0 {
+                scored.push((id, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data when float, {kb:.1} kB more")));
+            }
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(scored.into_iter().map(|(n, _, why)| (n, why)).collect())
     }
 
     /// Quantized nodes, most sensitive first: the lowest predicted SQNR of the node's own
