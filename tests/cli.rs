@@ -7,4 +7,5 @@ mod cli_errors;
 mod cli_guards;
 mod cli_limits;
 mod cli_pipelines_bad;
+mod cli_quantize;
 mod cli_run;

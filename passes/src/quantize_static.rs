@@ -237,6 +237,9 @@ impl Pass for QuantizeStatic {
             let quantized = ranking.len().max(1);
             let mut share = self.params.fallback_share;
             let mut round = 0;
+            // The best round on the calibration data is kept (not the last: rounds interact).
+            let mut best_fidelity = fidelity.clone();
+            let mut best_round = 0;
             while fidelity.thresholds_pass == Some(false) && round < self.params.fallback_rounds && !ranking.is_empty() {
                 round += 1;
                 let keep = ((quantized as f64 * share).ceil() as usize).clamp(1, quantized);
@@ -252,16 +255,28 @@ impl Pass for QuantizeStatic {
                     fidelity.summary
                 ));
                 measure.log(&format!("quantize_static fallback round {round}: {}", fidelity.summary));
-                declined_plan = plan.declined.clone();
-                declined_plan.extend(
-                    ranking
-                        .iter()
-                        .take(keep)
-                        .map(|(n, why)| (*n, format!("kept in float by the accuracy fallback (round {round}; {why})"))),
-                );
-                (best, report) = (candidate, r);
+                let better = match (fidelity.thresholds_pass, best_fidelity.thresholds_pass) {
+                    (Some(true), Some(false)) => true,
+                    (Some(false), Some(true)) => false,
+                    _ => fidelity.min_sqnr_db > best_fidelity.min_sqnr_db,
+                };
+                if better {
+                    declined_plan = plan.declined.clone();
+                    declined_plan.extend(
+                        ranking
+                            .iter()
+                            .take(keep)
+                            .map(|(n, why)| (*n, format!("kept in float by the accuracy fallback (round {round}; {why})"))),
+                    );
+                    (best, report) = (candidate, r);
+                    (best_fidelity, best_round) = (fidelity.clone(), round);
+                }
                 share *= 2.0;
             }
+            if round > 0 {
+                notes.push(format!("fallback: kept round {best_round}, the best on the calibration data ({})", best_fidelity.summary));
+            }
+            let fidelity = best_fidelity;
             match fidelity.thresholds_pass {
                 None => notes.push("fallback: the pipeline sets no accuracy threshold to aim for; nothing kept in float".into()),
                 Some(false) => notes.push(format!("fallback: thresholds still fail on calibration data after {round} rounds")),
@@ -342,17 +357,20 @@ impl QuantizeStatic {
     ) -> Result<Vec<(NodeId, String)>, PassError> {
         let g = &float.graph;
         let mut scored = Vec::new();
-        for (i, &(id, _)) in nodes.iter().enumerate() {
+        for &(id, _) in nodes {
             let plan = self.plan(g, order, &BTreeSet::from([id]));
             let (candidate, _) = self.build(float, &plan, stats, means);
             let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;
             let gain = f.min_sqnr_db - base_db;
             let kb = g.node(id).map_or(0.0, |n| {
-                n.inputs().iter().flatten().filter_map(|v| g.constant(*v)).filter(|t| t.dims().len() > 1).map(|t| t.numel() as f64 * 3.0 / 1024.0).sum()
+                n.inputs()
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| g.constant(*v))
+                    .filter(|t| t.dims().len() > 1)
+                    .map(|t| t.numel() as f64 * 3.0 / 1024.0)
+                    .sum()
             });
-            if i % 10 == 0 {
-                measure.log(&format!("quantize_static fallback sensitivity: {}/{} nodes measured", i + 1, nodes.len()));
-            }
             if gain > 0.0 {
                 scored.push((id, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data when float, {kb:.1} kB more")));
             }

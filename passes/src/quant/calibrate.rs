@@ -129,10 +129,8 @@ impl Stats {
                     let q = QParams::for_range(lo, hi, qtype, symmetric);
                     match method {
                         Method::Mse => self.mse(q),
-                        // KL needs each quantization level to span several histogram bins: with
-                        // one bin per level the quantized histogram equals the clipped one and
-                        // any heavy clipping scores 0.
-                        _ if (q.scale as f64) < 4.0 * width => f64::INFINITY,
+                        // KL needs each quantization level to span at least one histogram bin.
+                        _ if (q.scale as f64) < width => f64::INFINITY,
                         _ => self.kl(q),
                     }
                 };
@@ -185,9 +183,10 @@ impl Stats {
     pub fn kl(&self, q: QParams) -> f64 {
         let (lo, hi) = q.representable();
         let s = q.scale as f64;
-        // P: the histogram with the clipped mass folded into the edge bins; Q: each quantization
-        // level's mass spread evenly over its non-empty bins.
-        let mut p: Vec<(usize, i64, f64)> = Vec::new();
+        // P: the histogram with the clipped mass folded into the edge bins. Q: the clipped
+        // histogram *without* that mass, each quantization level's mass spread evenly over its
+        // non-empty bins (TensorRT's construction: heavy clipping puts a spike in P that Q lacks).
+        let mut p: Vec<(i64, f64, f64)> = Vec::new();
         let (mut below, mut above) = (0.0, 0.0);
         for (b, &c) in self.counts.iter().enumerate() {
             if c == 0 {
@@ -199,25 +198,26 @@ impl Stats {
             } else if x > hi {
                 above += c as f64;
             } else {
-                p.push((b, ((x - lo) / s).round() as i64, c as f64));
+                p.push((((x - lo) / s).round() as i64, c as f64, c as f64));
             }
         }
         if p.is_empty() {
             return f64::INFINITY;
         }
-        p.first_mut().expect("not empty").2 += below;
-        p.last_mut().expect("not empty").2 += above;
-        let total: f64 = p.iter().map(|e| e.2).sum();
+        p.first_mut().expect("not empty").1 += below;
+        p.last_mut().expect("not empty").1 += above;
+        let p_total: f64 = p.iter().map(|e| e.1).sum();
+        let q_total: f64 = p.iter().map(|e| e.2).sum();
         let mut level_mass = vec![(0.0f64, 0usize); 257];
-        for &(_, level, c) in &p {
+        for &(level, _, c) in &p {
             let e = &mut level_mass[level.clamp(0, 256) as usize];
             e.0 += c;
             e.1 += 1;
         }
         p.iter()
-            .map(|&(_, level, c)| {
+            .map(|&(level, pc, _)| {
                 let (mass, n) = level_mass[level.clamp(0, 256) as usize];
-                let (pp, qq) = (c / total, mass / n as f64 / total);
+                let (pp, qq) = (pc / p_total, mass / n as f64 / q_total);
                 pp * (pp / qq).ln()
             })
             .sum()
@@ -303,13 +303,13 @@ mod tests {
         let mut data: Vec<f32> = (0..100_000).map(|i| (i % 200) as f32 / 100.0 - 1.0).collect();
         data.push(50.0);
         s.add(data.iter().copied());
-        let (_, hi) = s.choose_range(Method::Minmax, 99.99, QType::U8, false);
+        let (_, hi) = s.choose_range(Method::Minmax, 99.99, QType::Uint8, false);
         assert_eq!(hi, 50.0);
         for m in [Method::Percentile, Method::Mse, Method::Entropy] {
-            let (lo, hi) = s.choose_range(m, 99.99, QType::U8, false);
+            let (lo, hi) = s.choose_range(m, 99.99, QType::Uint8, false);
             assert!(hi < 50.0 && lo < -0.5, "{m:?}: [{lo}, {hi}]");
         }
-        let (lo, hi) = s.choose_range(Method::Percentile, 99.99, QType::U8, false);
+        let (lo, hi) = s.choose_range(Method::Percentile, 99.99, QType::Uint8, false);
         assert!((hi - 1.0).abs() < 0.1 && (lo + 1.0).abs() < 0.1, "[{lo}, {hi}]");
     }
 }
