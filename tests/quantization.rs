@@ -288,3 +288,18 @@ fn saved_statistics_are_reused_without_running_the_model() {
     let err = quantize_with(&NoRuns(&other)).unwrap_err();
     assert!(err.contains("no model run"), "{err}");
 }
+
+#[test]
+fn quantizing_a_quantized_model_changes_nothing() {
+    let model = blocks();
+    let data = random(&[1, 2, 4, 4], 2);
+    let (once, _) = quantize(&model, &minmax(), &data, ("x", &[1, 2, 4, 4]));
+    let shapes = vec![("x".to_string(), vec![1, 2, 4, 4])];
+    let spec = VerifySpec::default();
+    let measure = TractMeasure::new(&data, shapes, &once, &spec, CompareOptions::default(), None, "d".into());
+    let mut twice = once.clone();
+    let report = minmax().run(&mut twice, &PassContext::with_measure(&measure)).unwrap();
+    assert_eq!(report.applied, 0, "{:?}", report.changes);
+    assert!(report.declined.iter().any(|d| d.reason.contains("already quantized")), "{:?}", report.declined);
+    assert_eq!(model_text(&once, &TextOptions::default()), model_text(&twice, &TextOptions::default()));
+}

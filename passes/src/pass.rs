@@ -14,11 +14,21 @@ use crate::measure::Measure;
 pub struct PassContext<'a> {
     /// Measurements on the calibration data; `None` when the pipeline has none.
     pub measure: Option<&'a dyn Measure>,
+    /// The folder relative paths in pass parameters resolve against (the pipeline file's).
+    pub base_dir: Option<&'a std::path::Path>,
 }
 
 impl<'a> PassContext<'a> {
     pub fn with_measure(measure: &'a dyn Measure) -> PassContext<'a> {
-        PassContext { measure: Some(measure) }
+        PassContext { measure: Some(measure), base_dir: None }
+    }
+
+    /// A path from a pass parameter: relative ones resolve against [`PassContext::base_dir`].
+    pub fn resolve(&self, path: &str) -> std::path::PathBuf {
+        match self.base_dir {
+            Some(dir) if std::path::Path::new(path).is_relative() => dir.join(path),
+            _ => std::path::PathBuf::from(path),
+        }
     }
 
     /// The measurement interface, or the error a pass that needs data gives without it.

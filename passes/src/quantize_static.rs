@@ -55,7 +55,7 @@ pub struct Params {
     /// Correct Conv biases for the expected shift their weight rounding causes (Nagel et al. 2019).
     pub bias_correction: bool,
     /// A file for the calibration statistics: reused when it holds them for this model and data
-    /// (no calibration run), else written after calibrating. Relative to the working directory.
+    /// (no calibration run), else written after calibrating. Relative to the pipeline's folder.
     pub statistics: Option<String>,
     /// Rounds of the accuracy-aware fallback (0: off).
     pub fallback_rounds: usize,
@@ -207,9 +207,14 @@ impl Pass for QuantizeStatic {
             Vec::new()
         };
         let start = std::time::Instant::now();
-        let (stats, means, reused) = self.statistics(measure, &float, &values, &mean_values, &mut notes)?;
+        let stats_path = self.params.statistics.as_deref().map(|p| ctx.resolve(p));
+        let (stats, means, reused) = self.statistics(measure, &float, &values, &mean_values, stats_path.as_deref(), &mut notes)?;
         notes.push(if reused {
-            format!("calibration statistics of {} tensors reused from {} (no calibration run)", stats.len(), self.params.statistics.as_deref().unwrap_or(""))
+            format!(
+                "calibration statistics of {} tensors reused from {} (no calibration run)",
+                stats.len(),
+                stats_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            )
         } else {
             format!(
                 "calibrated {} tensors on {} samples in {:.1} s (histograms of {} bins: memory independent of the sample count); ranges by {:?}",
@@ -305,6 +310,7 @@ impl QuantizeStatic {
         float: &Model,
         values: &[ValueId],
         mean_values: &[ValueId],
+        path: Option<&std::path::Path>,
         notes: &mut Vec<String>,
     ) -> Result<Measured, PassError> {
         use crate::quant::stats_file::SavedStats;
@@ -313,8 +319,7 @@ impl QuantizeStatic {
         let names: Vec<String> = values.iter().map(|&v| g.value(v).name.clone()).collect();
         let mean_names: Vec<String> = mean_values.iter().map(|&v| g.value(v).name.clone()).collect();
         let model_hash = hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(float)));
-        let path = self.params.statistics.as_ref().map(std::path::PathBuf::from);
-        if let Some(path) = &path {
+        if let Some(path) = path {
             match SavedStats::load(path, &model_hash, &measure.data_fingerprint(), &names, &mean_names)
                 .map_err(PassError::unsupported_model)?
             {
@@ -329,7 +334,7 @@ impl QuantizeStatic {
         let axes: Vec<(String, usize)> = mean_names.iter().map(|n| (n.clone(), 1)).collect();
         let (calibrated, channel_means) =
             quant::calibrate_with_means(measure, float, &names, &axes).map_err(|e| PassError::new(format!("calibration failed: {e}")))?;
-        if let Some(path) = &path {
+        if let Some(path) = path {
             let mut saved = SavedStats::new(model_hash, measure.data_fingerprint(), measure.samples());
             saved.values = names.iter().cloned().zip(calibrated.iter().cloned()).collect();
             saved.means = mean_names.iter().cloned().zip(channel_means.iter().map(|m| m.means())).collect();

@@ -123,6 +123,8 @@ pub struct ManagerOptions {
     pub stop_after: Option<usize>,
     /// Write the canonical text form before the first step and after each step here.
     pub dump_dir: Option<PathBuf>,
+    /// Where relative paths in pass parameters resolve (the pipeline file's folder).
+    pub base_dir: Option<PathBuf>,
 }
 
 /// The steps run, and where the pipeline stopped if it did not reach the end.
@@ -172,10 +174,11 @@ pub fn run_steps(
     after: &mut AfterStep<'_>,
 ) -> Result<ManagerOutcome, StepError> {
     let infer_opts = InferOptions { input_shapes: options.input_shapes.clone() };
-    let ctx = match measure {
+    let mut ctx = match measure {
         Some(m) => PassContext::with_measure(m),
         None => PassContext::default(),
     };
+    ctx.base_dir = options.base_dir.as_deref();
     let mut done: Vec<StepRecord> = Vec::new();
     let fail = |index: usize, pass: &str, kind: StepErrorKind, done: Vec<StepRecord>| StepError {
         index,

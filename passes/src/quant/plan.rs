@@ -72,6 +72,14 @@ pub fn role(g: &Graph, id: NodeId) -> Result<Option<Role>, String> {
     if !n.domain().is_empty() {
         return Ok(None);
     }
+    let reads_dequantized = n
+        .inputs()
+        .iter()
+        .flatten()
+        .any(|v| g.value(*v).producer().and_then(|p| g.node(p)).is_some_and(|p| p.is("DequantizeLinear") || p.is("QuantizeLinear")));
+    if reads_dequantized {
+        return Err("it is already quantized (it reads a DequantizeLinear)".into());
+    }
     let weight_rank = || n.input(1).and_then(|w| g.constant(w)).map_or(0, |t| t.dims().len());
     let bias = |slot: usize| is_float_constant(g, n.input(slot)).then_some(slot);
     Ok(Some(match n.op_type() {

@@ -404,6 +404,7 @@ impl<'a> Run<'a> {
             input_shapes: self.prep.input_shapes.clone(),
             stop_after: self.stop_after,
             dump_dir: self.options.dump_after_each.clone(),
+            base_dir: self.pipeline.file.parent().map(Path::to_path_buf),
         };
         let compare = self.compare_options(original_charset);
         let measure = self.prep.calibration.as_ref().map(|c| {
