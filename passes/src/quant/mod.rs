@@ -87,11 +87,20 @@ pub fn calibrate_with_means(
     use rayon::prelude::*;
     let mut stats = vec![Stats::default(); values.len()];
     let mut channel_means: Vec<calibrate::ChannelMeans> = means.iter().map(|(_, axis)| calibrate::ChannelMeans::new(*axis)).collect();
-    let all: Vec<String> = values.iter().cloned().chain(means.iter().map(|(n, _)| n.clone())).collect();
+    // Each value is asked for once, even when it needs both a histogram and channel means.
+    let mut all: Vec<String> = values.to_vec();
+    let mean_at: Vec<usize> = means
+        .iter()
+        .map(|(n, _)| {
+            all.iter().position(|a| a == n).unwrap_or_else(|| {
+                all.push(n.clone());
+                all.len() - 1
+            })
+        })
+        .collect();
     measure.stream(model, &all, &mut |_, arrays| {
-        let (hist, mean) = arrays.split_at(values.len());
-        stats.par_iter_mut().zip(hist.par_iter()).for_each(|(s, a)| s.add(a.iter().copied()));
-        channel_means.par_iter_mut().zip(mean.par_iter()).for_each(|(m, a)| m.add(a));
+        stats.par_iter_mut().zip(arrays[..values.len()].par_iter()).for_each(|(s, a)| s.add(a.iter().copied()));
+        channel_means.par_iter_mut().zip(mean_at.par_iter()).for_each(|(m, &k)| m.add(&arrays[k]));
         Ok(())
     })?;
     Ok((stats, channel_means))
