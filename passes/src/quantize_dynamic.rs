@@ -115,10 +115,10 @@ impl Pass for QuantizeDynamic {
     fn run(&self, model: &mut Model, _ctx: &PassContext<'_>) -> Result<PassReport, PassError> {
         self.selection.check().map_err(PassError::unsupported_model)?;
         let mut report = PassReport::default();
-        if model.opset("").unwrap_or(1) < 11 {
-            if let Some(note) = quant::ensure_opset_13(model)? {
-                report.notes.push(note);
-            }
+        if model.opset("").unwrap_or(1) < 11
+            && let Some(note) = quant::ensure_opset_13(model)?
+        {
+            report.notes.push(note);
         }
         let g = &mut model.graph;
         for id in crate::driver::topo_order(g)? {

@@ -164,7 +164,7 @@ fn quantize_bias(
     let mut q = Vec::with_capacity(data.len());
     for (v, s) in data.iter().zip(&scales) {
         let r = (*v as f64 / *s as f64).round();
-        if !(r.abs() < i32::MAX as f64) {
+        if r.is_nan() || r.abs() >= i32::MAX as f64 {
             return Err("its bias does not fit int32 at scale input × weight".into());
         }
         q.push(r as i32);

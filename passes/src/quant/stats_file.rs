@@ -38,18 +38,16 @@ impl SavedStats {
         };
         let saved: SavedStats =
             serde_json::from_str(&text).map_err(|e| format!("{}: not a whittle statistics file: {e}", path.display()))?;
+        let missing =
+            values.iter().find(|v| !saved.values.contains_key(*v)).or_else(|| means.iter().find(|v| !saved.means.contains_key(*v)));
         let why = if saved.version != VERSION {
             Some(format!("version {} (this whittle writes {VERSION})", saved.version))
         } else if saved.model != model {
             Some("measured on another model".to_string())
         } else if saved.data != data {
             Some("measured on other calibration data".to_string())
-        } else if let Some(v) =
-            values.iter().find(|v| !saved.values.contains_key(*v)).or_else(|| means.iter().find(|v| !saved.means.contains_key(*v)))
-        {
-            Some(format!("it lacks `{v}`"))
         } else {
-            None
+            missing.map(|v| format!("it lacks `{v}`"))
         };
         Ok(match why {
             Some(w) => Err(format!("{} not reused: {w}", path.display())),

@@ -25,6 +25,9 @@ use crate::gate::{self, CheckStatus, Measured};
 use crate::pipeline::VerifySpec;
 use crate::verify::{self, CompareOptions, Runnable};
 
+/// The original's outputs on the calibration samples, and the output names.
+type Reference = (Vec<Vec<ArrayD<f32>>>, Vec<String>);
+
 /// Measurements with tract on the calibration set.
 pub struct TractMeasure<'a> {
     data: &'a InputSet,
@@ -33,7 +36,7 @@ pub struct TractMeasure<'a> {
     verify: &'a VerifySpec,
     compare: CompareOptions,
     pool: Option<&'a rayon::ThreadPool>,
-    reference: Mutex<Option<(Vec<Vec<ArrayD<f32>>>, Vec<String>)>>,
+    reference: Mutex<Option<Reference>>,
     fidelity_cache: Mutex<HashMap<Vec<u8>, Fidelity>>,
     used: AtomicBool,
     log: Mutex<Vec<String>>,

@@ -352,6 +352,7 @@ impl<'a> Run<'a> {
         self.finish(candidate, gate)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_steps(
         &mut self,
         candidate: &mut Model,
