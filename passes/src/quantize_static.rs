@@ -230,14 +230,16 @@ impl Pass for QuantizeStatic {
         let mut declined_plan = full.declined.clone();
         if self.params.fallback_rounds > 0 {
             let mut fidelity = measure.fidelity(&best).map_err(|e| PassError::new(format!("fallback: {e}")))?;
-            let predicted = self.sensitivity(&float, &full, &stats);
-            notes.push(format!("fallback round 0 (all {} quantizable nodes quantized): {}", predicted.len(), fidelity.summary));
+            let candidates: Vec<NodeId> = full.nodes.iter().filter(|(_, r)| **r != Role::DataMovement).map(|(n, _)| *n).collect();
+            notes.push(format!("fallback round 0 (all {} quantizable nodes quantized): {}", candidates.len(), fidelity.summary));
+            // Rankings are computed only when the thresholds fail.
             let ranking: Vec<(NodeId, String)> = if fidelity.thresholds_pass != Some(false) {
                 Vec::new()
             } else if self.params.fallback_ranking == Ranking::Predicted {
+                let predicted = self.sensitivity(&float, &full, &stats);
                 predicted.iter().map(|(n, db)| (*n, format!("predicted SQNR {db:.1} dB"))).collect()
             } else {
-                self.measured_ranking(measure, &float, &order, &predicted, &stats, &means, fidelity.min_sqnr_db)?
+                self.measured_ranking(measure, &float, &order, &candidates, &stats, &means, fidelity.min_sqnr_db)?
             };
             let quantized = ranking.len().max(1);
             let mut share = self.params.fallback_share;
@@ -355,14 +357,14 @@ impl QuantizeStatic {
         measure: &dyn crate::measure::Measure,
         float: &Model,
         order: &[NodeId],
-        nodes: &[(NodeId, f64)],
+        nodes: &[NodeId],
         stats: &BTreeMap<ValueId, Stats>,
         means: &BTreeMap<ValueId, Vec<f64>>,
         base_db: f64,
     ) -> Result<Vec<(NodeId, String)>, PassError> {
         let g = &float.graph;
         let mut scored = Vec::new();
-        for &(id, _) in nodes {
+        for &id in nodes {
             let plan = self.plan(g, order, &BTreeSet::from([id]));
             let (candidate, _) = self.build(float, &plan, stats, means);
             let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;

@@ -181,17 +181,11 @@ fn quantize_bias(
 /// Applies a checked patch or records why not.
 pub fn apply_or_decline(g: &mut Graph, report: &mut PassReport, node: NodeId, patch: Result<Patch, String>) -> bool {
     let (label, op) = g.node(node).map(|n| (g.node_label(node), n.op_type().to_string())).unwrap_or_default();
-    let before: Vec<ValueId> = g.node(node).map(|n| n.inputs().iter().flatten().copied().collect()).unwrap_or_default();
     match patch.and_then(|p| p.check(g).map(|()| p).map_err(|e| e.0)) {
         Ok(p) => {
             report.record(p.description.clone());
+            // Applying drops the float constant the node no longer reads.
             p.apply(g);
-            // The float constant the node no longer reads.
-            for v in before {
-                if g.constant(v).is_some() {
-                    g.remove_value_if_unused(v);
-                }
-            }
             true
         }
         Err(why) => {

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use whittle_graph::channels::WeightAxes;
 use whittle_graph::{DataType, Graph, NodeId, ValueId};
 
 /// What quantizing an op means.
@@ -81,25 +82,25 @@ pub fn role(g: &Graph, id: NodeId) -> Result<Option<Role>, String> {
         return Err("it is already quantized (it reads a DequantizeLinear)".into());
     }
     let weight_rank = || n.input(1).and_then(|w| g.constant(w)).map_or(0, |t| t.dims().len());
+    // Per-channel axis: the weight's output-channel axis in the one channel-layout table.
+    let output_axis = || WeightAxes::of_node(n, weight_rank()).map(|a| a.output);
     let bias = |slot: usize| is_float_constant(g, n.input(slot)).then_some(slot);
+    let weighted = is_float_constant(g, n.input(1)) && output_axis().is_some();
     Ok(Some(match n.op_type() {
-        "Conv" if is_float_constant(g, n.input(1)) => Role::Weighted { weight: 1, axis: Some(0), bias: bias(2) },
-        "ConvTranspose" if is_float_constant(g, n.input(1)) => {
+        "Conv" if weighted => Role::Weighted { weight: 1, axis: output_axis(), bias: bias(2) },
+        "ConvTranspose" if weighted => {
             // Weight [C_in, C_out/group, k...]: per output channel only without groups.
             let per_channel = n.attr_int("group").unwrap_or(1) == 1;
-            Role::Weighted { weight: 1, axis: per_channel.then_some(1), bias: if per_channel { bias(2) } else { None } }
+            Role::Weighted { weight: 1, axis: output_axis().filter(|_| per_channel), bias: if per_channel { bias(2) } else { None } }
         }
-        "Gemm" if is_float_constant(g, n.input(1)) && weight_rank() == 2 => {
-            let trans_b = n.attr_int("transB").unwrap_or(0) != 0;
+        "Gemm" if weighted => {
             let plain = n.attr_float("alpha").unwrap_or(1.0) == 1.0 && n.attr_float("beta").unwrap_or(1.0) == 1.0;
-            let out_features = g.constant(n.input(1).expect("checked")).map(|t| t.dims()[if trans_b { 0 } else { 1 }]);
+            let out_features = g.constant(n.input(1).expect("checked")).zip(output_axis()).map(|(t, a)| t.dims()[a]);
             let c_is_bias =
                 plain && n.input(2).and_then(|c| g.constant(c)).is_some_and(|t| t.dims().len() == 1 && Some(t.dims()[0]) == out_features);
-            Role::Weighted { weight: 1, axis: Some(if trans_b { 0 } else { 1 }), bias: if c_is_bias { bias(2) } else { None } }
+            Role::Weighted { weight: 1, axis: output_axis(), bias: if c_is_bias { bias(2) } else { None } }
         }
-        "MatMul" if is_float_constant(g, n.input(1)) && weight_rank() >= 2 => {
-            Role::Weighted { weight: 1, axis: Some(weight_rank() - 1), bias: None }
-        }
+        "MatMul" if weighted => Role::Weighted { weight: 1, axis: output_axis(), bias: None },
         "MatMul" if is_float_constant(g, n.input(0)) => return Err("its first operand is a constant (only B is taken as a weight)".into()),
         "Gemm" | "Conv" | "ConvTranspose" if n.input(1).is_some_and(|w| g.constant(w).is_some()) => {
             return Err("its weight is not float".into());
