@@ -26,7 +26,8 @@ fn documented_parameters_are_the_parameters() {
 type InputShapes = Vec<(String, Vec<i64>)>;
 
 /// Fixtures with something for every cleanup pass to do: an old opset, Identity and Dropout,
-/// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a MatMul, a dead branch.
+/// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a MatMul, a dead branch,
+/// two convolutions through a Relu.
 fn fixtures() -> Vec<(Model, InputShapes)> {
     let mut b = GraphBuilder::new(11);
     let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
@@ -53,6 +54,13 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     let y = b.node("MatMul", &[sq, wm], &["y"], vec![])[0];
     let _dead = b.node("Sigmoid", &[x], &["dead"], vec![])[0];
     b.output(y);
+    // Two convolutions through a Relu, for cross-layer equalization.
+    let wa = constant(&mut b, "wa", &[4, 3, 1, 1], 7);
+    let ca = b.node("Conv", &[x, wa], &["ca"], vec![])[0];
+    let ra = b.node("Relu", &[ca], &["ra"], vec![])[0];
+    let wb = constant(&mut b, "wb", &[2, 4, 1, 1], 8);
+    let cb = b.node("Conv", &[ra, wb], &["cb"], vec![])[0];
+    b.output(cb);
     let mut conv_model = b.finish();
     // An old file: its initializers listed as inputs are not overridable defaults.
     conv_model.meta.ir_version = Some(3);

@@ -256,3 +256,84 @@ fn fold_batchnorm_into_conv_transpose_and_gemm() {
     assert_eq!(report.applied, 1, "{report:?}");
     assert_same_outputs(&model, &candidate, ("x", &[1, 8]), 1e-5);
 }
+
+#[test]
+fn strip_names() {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("image", DataType::Float, &[1, 2, 4, 4]);
+    let w = constant(&mut b, "backbone.stage1.conv.weight", &[3, 2, 1, 1], 1);
+    let conv = b.node("Conv", &[x, w], &["backbone.stage1.conv.output"], vec![])[0];
+    let act = b.node("Relu", &[conv], &["backbone.stage1.relu.output"], vec![])[0];
+    // An internal value that already has a short name: it is renamed like the others, and the
+    // names handed out skip the kept ones (a graph output is called `1` here).
+    let short = b.node("Sigmoid", &[act], &["0"], vec![])[0];
+    let y = b.node("Neg", &[short], &["1"], vec![])[0];
+    b.output(y);
+    b.output(act);
+    let model = b.finish();
+    let (candidate, diff, report) = apply(&model, "strip_names", ("image", &[1, 2, 4, 4]));
+    insta::assert_snapshot!(diff);
+    let g = &candidate.graph;
+    let names: Vec<&str> = g.value_ids().map(|v| g.value(v).name.as_str()).collect();
+    for kept in ["image", "1", "backbone.stage1.relu.output"] {
+        assert!(names.contains(&kept), "{kept} is part of the interface: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains("conv")), "internal names are short: {names:?}");
+    assert!(g.node_ids().iter().all(|id| g.node(*id).is_some_and(|n| n.name().is_empty())), "node names dropped");
+    assert_eq!(report.applied, 2, "{report:?}");
+    assert_same_outputs(&model, &candidate, ("image", &[1, 2, 4, 4]), 0.0);
+    // The file is smaller, and a second run changes nothing.
+    let bytes = |m: &Model| whittle_graph::encode_model(m).len();
+    assert!(bytes(&candidate) < bytes(&model));
+    let (again, _, report) = apply(&candidate, "strip_names", ("image", &[1, 2, 4, 4]));
+    assert_eq!(report.applied, 0, "{report:?}");
+    assert_eq!(text(&again), text(&candidate));
+}
+
+#[test]
+fn cross_layer_equalization() {
+    // conv1 (filters of ranges 100x apart) -> Relu -> depthwise conv2 -> LeakyRelu -> conv3 ->
+    // HardSigmoid -> conv4: two pairs to equalize, one declined.
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 3, 6, 6]);
+    let pads = || attr_ints("pads", &[1, 1, 1, 1]);
+    let spread = [1.0f32, 10.0, 0.1, 3.0];
+    let w1: Vec<f32> = whittle_tests::numeric::weights(4 * 27, 1).iter().enumerate().map(|(i, v)| v * spread[i / 27]).collect();
+    let w1 = b.constant("w1", Tensor::from_f32("w1", &[4, 3, 3, 3], &w1));
+    let b1 = constant(&mut b, "b1", &[4], 2);
+    let c1 = b.node("Conv", &[x, w1, b1], &["c1"], vec![pads()])[0];
+    let r1 = b.node("Relu", &[c1], &["r1"], vec![])[0];
+    let w2 = constant(&mut b, "w2", &[4, 1, 3, 3], 3);
+    let c2 = b.node("Conv", &[r1, w2], &["c2"], vec![pads(), attr_int("group", 4)])[0];
+    let l2 = b.node("LeakyRelu", &[c2], &["l2"], vec![attr_float("alpha", 0.1)])[0];
+    let w3 = constant(&mut b, "w3", &[2, 4, 1, 1], 4);
+    let c3 = b.node("Conv", &[l2, w3], &["c3"], vec![])[0];
+    let h3 = b.node("HardSigmoid", &[c3], &["h3"], vec![])[0];
+    let w4 = constant(&mut b, "w4", &[2, 2, 1, 1], 5);
+    let y = b.node("Conv", &[h3, w4], &["y"], vec![])[0];
+    b.output(y);
+    let model = b.finish();
+    let (candidate, diff, report) = apply(&model, "cross_layer_equalization", ("x", &[1, 3, 6, 6]));
+    insta::assert_snapshot!(diff);
+    assert_eq!(report.applied, 2, "{report:?}");
+    assert!(
+        report.declined[0].reason.contains("HardSigmoid") && report.declined[0].reason.contains("homogeneous"),
+        "{:?}",
+        report.declined
+    );
+    assert_same_outputs(&model, &candidate, ("x", &[1, 3, 6, 6]), 1e-5);
+    // Each pair's channel ranges now agree: conv1's filters and conv2's inputs, conv2's and conv3's.
+    let g = &candidate.graph;
+    let layer = |v: &str| g.value(g.value_by_name(v).unwrap()).producer().unwrap();
+    for (first, second) in [("c1", "c2"), ("c2", "c3")] {
+        let out = whittle_passes::affine::channel_ranges(g, layer(first), true).unwrap();
+        let inp = whittle_passes::affine::channel_ranges(g, layer(second), false).unwrap();
+        for (a, b) in out.iter().zip(&inp) {
+            assert!((a / b - 1.0).abs() < 1e-2, "{first} -> {second}: ranges {out:?} vs {inp:?}");
+        }
+    }
+    let before = whittle_passes::affine::channel_ranges(&model.graph, layer("c1"), true).unwrap();
+    let after = whittle_passes::affine::channel_ranges(g, layer("c1"), true).unwrap();
+    let ratio = |r: &[f64]| r.iter().cloned().fold(0.0, f64::max) / r.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!(ratio(&after) < ratio(&before) / 4.0, "conv1's filter ranges {before:?} -> {after:?}");
+}

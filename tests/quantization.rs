@@ -9,7 +9,7 @@ use whittle_graph::{DataType, Model, Tensor};
 use whittle_passes::measure::Measure;
 use whittle_passes::pass::PassDef;
 use whittle_passes::quant::calibrate::Method;
-use whittle_passes::quantize_static::{Params, QuantizeStatic};
+use whittle_passes::quantize_static::{Granularity, Params, QuantizeStatic};
 use whittle_passes::{Pass, PassContext};
 use whittle_runner::data::{Distribution, InputSet};
 use whittle_runner::pipeline::VerifySpec;
@@ -302,4 +302,47 @@ fn quantizing_a_quantized_model_changes_nothing() {
     assert_eq!(report.applied, 0, "{:?}", report.changes);
     assert!(report.declined.iter().any(|d| d.reason.contains("already quantized")), "{:?}", report.declined);
     assert_eq!(model_text(&once, &TextOptions::default()), model_text(&twice, &TextOptions::default()));
+}
+
+#[test]
+fn per_channel_auto_keeps_per_channel_scales_only_where_the_channels_differ() {
+    // Two 1x1 convolutions: `even`'s filters share one range, `skewed`'s second filter is 100x
+    // smaller than its first (as a depthwise filter after BatchNorm folding can be).
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 2, 4, 4]);
+    let even = b.constant("even", Tensor::from_f32("even", &[2, 2, 1, 1], &[0.5, -0.4, -0.5, 0.45]));
+    let c1 = b.node("Conv", &[x, even], &["c1"], vec![])[0];
+    let r = b.node("Relu", &[c1], &["r"], vec![])[0];
+    let skewed = b.constant("skewed", Tensor::from_f32("skewed", &[2, 2, 1, 1], &[0.9, -0.7, 0.009, -0.006]));
+    let y = b.node("Conv", &[r, skewed], &["y"], vec![])[0];
+    b.output(y);
+    let model = b.finish();
+    let data = random(&[1, 2, 4, 4], 4);
+    let scales = |m: &Model, w: &str| m.graph.value_by_name(&format!("{w}_s")).and_then(|s| m.graph.constant(s)).map(|t| t.numel());
+    let granular = |g: Granularity| QuantizeStatic::new(Params { method: Method::Minmax, per_channel: g, ..Params::default() });
+    let (auto, _) = quantize(&model, &granular(Granularity::Auto), &data, ("x", &[1, 2, 4, 4]));
+    assert_eq!(scales(&auto, "even"), Some(1), "equal ranges: one scale");
+    assert_eq!(scales(&auto, "skewed"), Some(2), "ranges 100x apart: one scale per filter");
+    let (all, _) = quantize(&model, &granular(Granularity::PerChannel), &data, ("x", &[1, 2, 4, 4]));
+    assert_eq!((scales(&all, "even"), scales(&all, "skewed")), (Some(2), Some(2)));
+    let (none, _) = quantize(&model, &granular(Granularity::PerTensor), &data, ("x", &[1, 2, 4, 4]));
+    assert_eq!((scales(&none, "even"), scales(&none, "skewed")), (Some(1), Some(1)));
+    // The small filter keeps its precision only with its own scale.
+    let out = |m: &Model| {
+        let runnable = load_model(&whittle_graph::encode_for_runtime(m), &[("x".into(), vec![1, 2, 4, 4])]).unwrap();
+        runnable.run(&data.sample(0).unwrap()).unwrap().remove(0).as_slice().unwrap().to_vec()
+    };
+    let (float, auto_out, tensor_out) = (out(&model), out(&auto), out(&none));
+    let err = |o: &[f32]| (16..32).map(|i| (o[i] - float[i]).abs()).fold(0f32, f32::max);
+    assert!(err(&auto_out) * 10.0 < err(&tensor_out), "small filter: {} (auto) vs {} (per tensor)", err(&auto_out), err(&tensor_out));
+}
+
+#[test]
+fn per_channel_is_written_true_false_or_auto() {
+    let parse = |v: serde_json::Value| serde_json::from_value::<Params>(serde_json::json!({ "per_channel": v })).map(|p| p.per_channel);
+    assert_eq!(parse(serde_json::json!(true)).unwrap(), Granularity::PerChannel);
+    assert_eq!(parse(serde_json::json!(false)).unwrap(), Granularity::PerTensor);
+    assert_eq!(parse(serde_json::json!("auto")).unwrap(), Granularity::Auto);
+    let e = parse(serde_json::json!("sometimes")).unwrap_err().to_string();
+    assert!(e.contains("true, false or auto"), "{e}");
 }

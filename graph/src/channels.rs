@@ -85,24 +85,14 @@ impl WeightAxes {
 
     /// For every element of the weight (row-major), the output channel it feeds.
     pub fn output_channel_of_elements(&self, dims: &[i64], group: i64) -> Vec<usize> {
-        let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
-        let stride = |axis: usize| dims[axis + 1..].iter().product::<usize>();
-        let numel: usize = dims.iter().product();
-        let (out_size, out_stride) = (dims[self.output], stride(self.output));
-        let group = group.max(1) as usize;
-        (0..numel)
-            .map(|flat| {
-                let within = (flat / out_stride) % out_size;
-                if self.output_per_group {
-                    // ConvTranspose: the input row's group picks the block of outputs.
-                    let rows_per_group = (dims[self.input] / group).max(1);
-                    let gi = (flat / stride(self.input)) % dims[self.input] / rows_per_group;
-                    gi * out_size + within
-                } else {
-                    within
-                }
-            })
-            .collect()
+        // ConvTranspose: the input row's group picks the block of outputs.
+        channel_of_elements(dims, self.output, self.output_per_group.then_some(self.input), group)
+    }
+
+    /// For every element of the weight (row-major), the input channel it reads.
+    pub fn input_channel_of_elements(&self, dims: &[i64], group: i64) -> Vec<usize> {
+        // Conv: the output row's group picks the block of inputs.
+        channel_of_elements(dims, self.input, self.input_per_group.then_some(self.output), group)
     }
 
     /// Multiply-accumulates one element of the layer's driving tensor costs: per output element
@@ -122,6 +112,30 @@ impl WeightAxes {
     pub fn is_convolution(&self) -> bool {
         self.output_per_group || self.input_per_group
     }
+}
+
+/// For every element of a weight (row-major), its channel along `axis`. When `axis` holds one
+/// group's channels (`grouped_by`: the other channel axis, whose index picks the group), the
+/// element's group offsets it.
+fn channel_of_elements(dims: &[i64], axis: usize, grouped_by: Option<usize>, group: i64) -> Vec<usize> {
+    let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+    let stride = |axis: usize| dims[axis + 1..].iter().product::<usize>();
+    let numel: usize = dims.iter().product();
+    let (size, step) = (dims[axis], stride(axis));
+    let group = group.max(1) as usize;
+    (0..numel)
+        .map(|flat| {
+            let within = (flat / step) % size;
+            match grouped_by {
+                Some(other) => {
+                    let per_group = (dims[other] / group).max(1);
+                    let gi = (flat / stride(other)) % dims[other] / per_group;
+                    gi * size + within
+                }
+                None => within,
+            }
+        })
+        .collect()
 }
 
 /// How a channel index on an op's data input maps to its output (module docs).

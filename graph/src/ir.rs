@@ -398,6 +398,28 @@ impl Graph {
         true
     }
 
+    /// Drops the name and doc string of every node, `Constant` nodes included (both are optional
+    /// in ONNX and change nothing a model computes). Returns how many nodes had a name.
+    pub fn strip_node_names(&mut self) -> usize {
+        let mut named = 0;
+        let indices: Vec<_> = self.g.node_indices().collect();
+        for i in indices {
+            let residual = &mut self.g[i].residual;
+            named += usize::from(residual.name.take().is_some_and(|n| !n.is_empty()));
+            residual.doc_string = None;
+        }
+        for v in self.values.iter_mut().filter(|v| v.alive) {
+            if let ValueDef::Constant(c) = &mut v.def
+                && let ConstOrigin::Node { proto, .. } = &mut c.origin
+            {
+                named += usize::from(proto.name.take().is_some_and(|n| !n.is_empty()));
+                proto.doc_string = None;
+            }
+        }
+        self.node_names.clear();
+        named
+    }
+
     /// A fresh order key major number, after every key in use (for constants and nodes a pass adds
     /// that have no natural position).
     pub fn next_order_key(&mut self) -> u64 {

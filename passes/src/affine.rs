@@ -110,6 +110,8 @@ pub fn fold_affine(g: &Graph, layer: NodeId, scale: &[f64], shift: &[f64], patch
     let bias = Tensor::from_f32("", &[channels as i64], &bias);
     match b_id {
         Some(b) => patch.replace_constant(b, bias, layer),
+        // A pure scaling of a layer without bias needs none.
+        None if shift.iter().all(|&t| t == 0.0) => {}
         None => {
             let name = format!("{}_bias", g.value(w_id).name);
             let b = patch.add_constant(&name, bias);
@@ -120,6 +122,44 @@ pub fn fold_affine(g: &Graph, layer: NodeId, scale: &[f64], shift: &[f64], patch
         patch.set_attr(layer, attr_float("beta", 1.0));
     }
     Ok(())
+}
+
+/// Adds to `patch` multiplying the weight of `layer` by `scale[i]` along input channel `i` (what
+/// dividing the layer's input channel `i` by `scale[i]` takes to keep its output): cross-layer
+/// equalization and smoothing of activation outliers. The bias is unchanged.
+pub fn scale_input_channels(g: &Graph, layer: NodeId, scale: &[f64], patch: &mut Patch) -> Result<(), String> {
+    check_foldable(g, layer)?;
+    let (axes, dims, group) = layout(g, layer)?;
+    let n = g.node(layer).ok_or("removed")?;
+    let w_id = n.input(1).ok_or("no weight")?;
+    let wt = g.constant(w_id).ok_or("its weight is not a constant")?;
+    let channels = axes.input_channels(&dims, group).unwrap_or(0) as usize;
+    if scale.len() != channels {
+        return Err(format!("{} per-channel values for {channels} input channels", scale.len()));
+    }
+    let mut w = wt.to_f32().map_err(|e| e.to_string())?;
+    for (v, c) in w.iter_mut().zip(axes.input_channel_of_elements(&dims, group)) {
+        *v = (*v as f64 * scale[c]) as f32;
+    }
+    patch.replace_constant(w_id, Tensor::from_f32(wt.name(), &dims, &w), layer);
+    Ok(())
+}
+
+/// The largest |weight| of each output channel (`output: true`) or input channel of `layer`.
+pub fn channel_ranges(g: &Graph, layer: NodeId, output: bool) -> Result<Vec<f64>, String> {
+    let (axes, dims, group) = layout(g, layer)?;
+    let n = g.node(layer).ok_or("removed")?;
+    let w = n.input(1).and_then(|w| g.constant(w)).ok_or("its weight is not a constant")?.to_f32().map_err(|e| e.to_string())?;
+    let (channels, of) = if output {
+        (axes.output_channels(&dims, group), axes.output_channel_of_elements(&dims, group))
+    } else {
+        (axes.input_channels(&dims, group), axes.input_channel_of_elements(&dims, group))
+    };
+    let mut ranges = vec![0.0f64; channels.unwrap_or(0) as usize];
+    for (v, c) in w.iter().zip(of) {
+        ranges[c] = ranges[c].max(v.abs() as f64);
+    }
+    Ok(ranges)
 }
 
 /// The patch folding a per-channel affine map applied by node `node` (output 0) into the layer

@@ -10,6 +10,7 @@ pub mod registry;
 pub mod rewrite;
 
 pub mod constant_folding;
+pub mod cross_layer_equalization;
 pub mod dead_code;
 pub mod fold_batchnorm;
 pub mod fold_channelwise;
@@ -19,6 +20,7 @@ pub mod quantize_dynamic;
 pub mod quantize_static;
 pub mod quantize_weights;
 pub mod remove_noops;
+pub mod strip_names;
 
 pub use pass::{Declined, Pass, PassContext, PassError, PassReport};
 pub use registry::{PASSES, PassInfo, lookup};

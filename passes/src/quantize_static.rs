@@ -10,8 +10,10 @@
 //!    Ranges by `method`: minmax, percentile, mse or entropy.
 //! 3. Activations: `QuantizeLinear → DequantizeLinear` per tensor (`q = sat(round(x/s) + z)`),
 //!    uint8 or int8, asymmetric or symmetric. Weights: int8 symmetric in `[-127, 127]`, per
-//!    output channel (scale `max|w|/127`) or per tensor. Biases: int32 with scale
-//!    `input scale × weight scale`, zero point 0.
+//!    output channel (scale `max|w|/127`) or per tensor, or chosen per weight (`per_channel:
+//!    auto`: per tensor where that loses at most `per_tensor_tolerance_db` of the weight's
+//!    quantization SQNR, which saves the per-channel scales of weight and bias). Biases: int32
+//!    with scale `input scale × weight scale`, zero point 0.
 //! 4. Per-channel `DequantizeLinear` needs opset 13: older models are upgraded first (exactly, by
 //!    `opset_conversion`).
 //! 5. Bias correction (`bias_correction`, [`crate::quant::bias_correction`]): each quantized
@@ -38,7 +40,10 @@ use crate::quant::{self, ActivationScheme, Selection};
 pub struct Params {
     pub activation_type: QType,
     pub symmetric_activations: bool,
-    pub per_channel: bool,
+    pub per_channel: Granularity,
+    /// With `per_channel: auto`: a weight goes per tensor when that loses at most this much of its
+    /// quantization SQNR against per channel.
+    pub per_tensor_tolerance_db: f64,
     pub method: Method,
     /// For `method: percentile`: the percentile kept on each side (99.999 keeps all but 0.001%).
     pub percentile: f64,
@@ -71,7 +76,8 @@ impl Default for Params {
         Params {
             activation_type: QType::Uint8,
             symmetric_activations: false,
-            per_channel: true,
+            per_channel: Granularity::PerChannel,
+            per_tensor_tolerance_db: 3.0,
             method: Method::Percentile,
             percentile: 99.999,
             fuse_activations: true,
@@ -84,6 +90,45 @@ impl Default for Params {
             fallback_rounds: 0,
             fallback_share: 0.05,
             fallback_ranking: Ranking::Measured,
+        }
+    }
+}
+
+/// Scales of the weights: one per output channel, one per tensor, or chosen per weight (`auto`):
+/// per tensor where that loses little weight SQNR (one scale instead of two per channel, the
+/// weight's and the bias's: smaller files), per channel where the channels' ranges differ
+/// (depthwise convolutions after BatchNorm folding, typically). Written `true`, `false`, `auto`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Granularity {
+    #[default]
+    PerChannel,
+    PerTensor,
+    Auto,
+}
+
+impl Serialize for Granularity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Granularity::PerChannel => s.serialize_bool(true),
+            Granularity::PerTensor => s.serialize_bool(false),
+            Granularity::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Granularity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bool(bool),
+            Name(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Bool(true) => Ok(Granularity::PerChannel),
+            Written::Bool(false) => Ok(Granularity::PerTensor),
+            Written::Name(n) if n == "auto" => Ok(Granularity::Auto),
+            Written::Name(n) => Err(serde::de::Error::custom(format!("per_channel: expected true, false or auto, found `{n}`"))),
         }
     }
 }
@@ -111,7 +156,8 @@ impl PassDef for QuantizeStatic {
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
         ("activation_type", "uint8|int8", "integer type of activations"),
         ("symmetric_activations", "bool", "zero point in the middle of the type"),
-        ("per_channel", "bool", "weights per output channel (else per tensor)"),
+        ("per_channel", "bool|auto", "weights per output channel, per tensor (false), or auto: per tensor where that costs little"),
+        ("per_tensor_tolerance_db", "float", "auto: per tensor where it loses at most this weight SQNR against per channel"),
         ("method", "minmax|percentile|mse|entropy", "how ranges are chosen from the histograms"),
         ("percentile", "float", "percentile kept on each side (method percentile)"),
         ("fuse_activations", "bool", "drop Relu/Clip(0,..) before a QuantizeLinear (exact)"),
@@ -141,7 +187,8 @@ impl QuantizeStatic {
         }
     }
 
-    fn plan(&self, g: &Graph, order: &[NodeId], float_nodes: &BTreeSet<NodeId>) -> Plan {
+    /// The quantization plan with `float_nodes` kept float and `per_tensor` weights per tensor.
+    fn plan(&self, g: &Graph, order: &[NodeId], float_nodes: &BTreeSet<NodeId>, per_tensor: &BTreeSet<NodeId>) -> Plan {
         let fuse = self.params.fuse_activations && !self.params.symmetric_activations;
         let activation_matmul = |id: NodeId| g.node(id).is_some_and(|n| n.is("MatMul")) && plan::role(g, id) == Ok(Some(Role::Compute));
         let selected = |id: NodeId| {
@@ -149,7 +196,49 @@ impl QuantizeStatic {
                 && self.selection.selects(g, id, plan::STATIC_OP_TYPES)
                 && (self.params.activation_matmul || !activation_matmul(id))
         };
-        plan::plan(g, order, &selected, fuse)
+        let mut plan = plan::plan(g, order, &selected, fuse);
+        for (id, role) in plan.nodes.iter_mut() {
+            if let Role::Weighted { axis, .. } = role
+                && per_tensor.contains(id)
+            {
+                *axis = None;
+            }
+        }
+        plan
+    }
+
+    /// Weighted nodes of `plan` whose weights go per tensor (see [`Granularity`]), and for `auto`
+    /// a note on the choice.
+    fn per_tensor_nodes(&self, g: &Graph, plan: &Plan) -> (BTreeSet<NodeId>, Option<String>) {
+        let weighted = plan.nodes.iter().filter_map(|(&id, role)| match *role {
+            Role::Weighted { weight, axis: Some(axis), .. } => Some((id, weight, axis)),
+            _ => None,
+        });
+        match self.params.per_channel {
+            Granularity::PerChannel => (BTreeSet::new(), None),
+            Granularity::PerTensor => (weighted.map(|(id, ..)| id).collect(), None),
+            Granularity::Auto => {
+                let (mut per_tensor, mut per_channel) = (BTreeSet::new(), Vec::new());
+                for (id, weight, axis) in weighted {
+                    let Some(t) = g.node(id).and_then(|n| n.input(weight)).and_then(|w| g.constant(w)) else { continue };
+                    let Ok(w) = t.to_f32() else { continue };
+                    let (channel_db, tensor_db) = (weight_sqnr_db(&w, t.dims(), Some(axis)), weight_sqnr_db(&w, t.dims(), None));
+                    if channel_db - tensor_db <= self.params.per_tensor_tolerance_db {
+                        per_tensor.insert(id);
+                    } else {
+                        per_channel.push(format!("{} ({tensor_db:.1} dB per tensor, {channel_db:.1} per channel)", g.node_label(id)));
+                    }
+                }
+                let note = format!(
+                    "per_channel auto: {} weights per tensor (within {} dB of per channel), {} per channel: {}",
+                    per_tensor.len(),
+                    self.params.per_tensor_tolerance_db,
+                    per_channel.len(),
+                    if per_channel.is_empty() { "none".to_string() } else { per_channel.join(", ") }
+                );
+                (per_tensor, Some(note))
+            }
+        }
     }
 
     /// The float model quantized by `plan` with the calibrated `stats`.
@@ -168,7 +257,6 @@ impl QuantizeStatic {
         for (&id, role) in &plan.nodes {
             let Role::Weighted { axis, .. } = *role else { continue };
             let Some(m) = model.graph.node(id).and_then(|n| n.input(0)).and_then(|x| means.get(&x)) else { continue };
-            let axis = if self.params.per_channel { axis } else { None };
             match crate::quant::bias_correction::correct_conv_bias(&mut model.graph, id, axis, m) {
                 Ok(_) => corrected += 1,
                 Err(why) => {
@@ -180,7 +268,7 @@ impl QuantizeStatic {
         if corrected > 0 {
             report.notes.push(format!("bias correction: {corrected} Conv biases corrected for their weights' rounding"));
         }
-        quant::apply_plan(&mut model.graph, plan, &params, self.params.per_channel, &mut report);
+        quant::apply_plan(&mut model.graph, plan, &params, &mut report);
         (model, report)
     }
 }
@@ -196,7 +284,9 @@ impl Pass for QuantizeStatic {
         let float = model.clone();
         let g = &float.graph;
         let order = crate::driver::topo_order(g)?;
-        let full = self.plan(g, &order, &BTreeSet::new());
+        let (per_tensor, granularity_note) = self.per_tensor_nodes(g, &self.plan(g, &order, &BTreeSet::new(), &BTreeSet::new()));
+        notes.extend(granularity_note);
+        let full = self.plan(g, &order, &BTreeSet::new(), &per_tensor);
         let values: Vec<ValueId> = full.calibrated().into_iter().collect();
         // Bias correction needs the per-channel means of every quantized Conv's input.
         let mean_values: Vec<ValueId> = if self.params.bias_correction {
@@ -239,7 +329,7 @@ impl Pass for QuantizeStatic {
                 let predicted = self.sensitivity(&float, &full, &stats);
                 predicted.iter().map(|(n, db)| (*n, format!("predicted SQNR {db:.1} dB"))).collect()
             } else {
-                self.measured_ranking(measure, &float, &order, &candidates, &stats, &means, fidelity.min_sqnr_db)?
+                self.measured_ranking(measure, &float, &order, &per_tensor, &candidates, &stats, &means, fidelity.min_sqnr_db)?
             };
             let quantized = ranking.len().max(1);
             let mut share = self.params.fallback_share;
@@ -251,7 +341,7 @@ impl Pass for QuantizeStatic {
                 round += 1;
                 let keep = ((quantized as f64 * share).ceil() as usize).clamp(1, quantized);
                 let float_nodes: BTreeSet<NodeId> = ranking.iter().take(keep).map(|(n, _)| *n).collect();
-                let plan = self.plan(g, &order, &float_nodes);
+                let plan = self.plan(g, &order, &float_nodes, &per_tensor);
                 let (candidate, r) = self.build(&float, &plan, &stats, &means);
                 fidelity = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback: {e}")))?;
                 let keep = keep.min(ranking.len());
@@ -357,6 +447,7 @@ impl QuantizeStatic {
         measure: &dyn crate::measure::Measure,
         float: &Model,
         order: &[NodeId],
+        per_tensor: &BTreeSet<NodeId>,
         nodes: &[NodeId],
         stats: &BTreeMap<ValueId, Stats>,
         means: &BTreeMap<ValueId, Vec<f64>>,
@@ -365,7 +456,7 @@ impl QuantizeStatic {
         let g = &float.graph;
         let mut scored = Vec::new();
         for &id in nodes {
-            let plan = self.plan(g, order, &BTreeSet::from([id]));
+            let plan = self.plan(g, order, &BTreeSet::from([id]), per_tensor);
             let (candidate, _) = self.build(float, &plan, stats, means);
             let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;
             let gain = f.min_sqnr_db - base_db;
@@ -409,7 +500,7 @@ impl QuantizeStatic {
                     && let Some(t) = n.input(*weight).and_then(|w| g.constant(w))
                     && let Ok(w) = t.to_f32()
                 {
-                    db = db.min(weight_sqnr_db(&w, t.dims(), if self.params.per_channel { *axis } else { None }));
+                    db = db.min(weight_sqnr_db(&w, t.dims(), *axis));
                 }
                 (id, db)
             })

@@ -92,10 +92,12 @@ declare_passes! {
     constant_folding::ConstantFolding,
     fold_batchnorm::FoldBatchnorm,
     fold_channelwise::FoldChannelwise,
+    cross_layer_equalization::CrossLayerEqualization,
     dead_code::DeadCode,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,
+    strip_names::StripNames,
 }
 
 /// The pass registered under `name`.

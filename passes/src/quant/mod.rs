@@ -197,7 +197,7 @@ pub fn apply_or_decline(g: &mut Graph, report: &mut PassReport, node: NodeId, pa
 
 /// Inserts the plan's QDQ pairs with `params` (by calibrated value), quantizes the weighted
 /// nodes' weights and biases, and drops the fused activations.
-pub fn apply_plan(g: &mut Graph, plan: &Plan, params: &BTreeMap<ValueId, QParams>, per_channel: bool, report: &mut PassReport) {
+pub fn apply_plan(g: &mut Graph, plan: &Plan, params: &BTreeMap<ValueId, QParams>, report: &mut PassReport) {
     let point_params = |v: ValueId| plan.root(v).and_then(|r| params.get(&r).copied());
     for point in plan.points.values() {
         let Some(q) = point_params(point.replaces) else { continue };
@@ -228,7 +228,6 @@ pub fn apply_plan(g: &mut Graph, plan: &Plan, params: &BTreeMap<ValueId, QParams
     }
     for (&node, role) in &plan.nodes {
         let Role::Weighted { weight, axis, bias } = *role else { continue };
-        let axis = if per_channel { axis } else { None };
         let input_scale = g.node(node).and_then(|n| n.input(0)).and_then(|x| {
             // The node now reads the DequantizeLinear of its input point.
             let dq = g.value(x).producer().and_then(|p| g.node(p)).filter(|d| d.is("DequantizeLinear"))?;
