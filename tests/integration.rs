@@ -10,3 +10,4 @@ mod pass_snapshots;
 mod quantization;
 mod roundtrip;
 mod run_library;
+mod separable;

@@ -3,6 +3,7 @@
 
 pub mod affine;
 pub mod driver;
+pub mod linalg;
 pub mod measure;
 pub mod pass;
 pub mod quant;
@@ -20,6 +21,7 @@ pub mod quantize_dynamic;
 pub mod quantize_static;
 pub mod quantize_weights;
 pub mod remove_noops;
+pub mod separable_conv;
 pub mod strip_names;
 
 pub use pass::{Declined, Pass, PassContext, PassError, PassReport};

@@ -97,6 +97,7 @@ declare_passes! {
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,
+    separable_conv::SeparableConv,
     strip_names::StripNames,
 }
 

@@ -135,7 +135,9 @@ impl Measure for TractMeasure<'_> {
             if g.constant(v).is_some() {
                 return Err(MeasureError(format!("`{name}` is a constant: read it from the graph, not by running the model")));
             }
-            g.add_output(v);
+            if !g.add_output(v) && !g.is_graph_output(v) {
+                return Err(MeasureError(format!("`{name}` has no known element type (run shape inference on the model to measure)")));
+            }
         }
         let runnable = self.load(&whittle_graph::encode_for_runtime(&tapped))?;
         let index: Vec<usize> = values

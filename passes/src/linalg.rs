@@ -1,0 +1,116 @@
+//! The linear algebra the rewriting passes share, on [`nalgebra`]'s dense matrices (f64):
+//!
+//! - [`truncated_svd`]: `M ≈ Σ_{r<m} σ_r u_r v_rᵀ`, singular values in decreasing order, for the
+//!   separable and low-rank rewrites;
+//! - [`NormalEquations`]: the streaming accumulator of a least-squares fit `Y ≈ X·W` (sums `XᵀX`,
+//!   `XᵀY` and `‖Y‖²`, rows added a batch at a time, nothing stored per sample), its ridge
+//!   solution and the residual of any `W` computed from the sums alone. Layer refits after a
+//!   rewrite (separable convolutions, pruned channels, pruned weights) are all this.
+
+use nalgebra::DMatrix;
+
+/// The singular value decomposition of `m`, singular values in decreasing order: `(U, σ, Vᵀ)` with
+/// `m = U · diag(σ) · Vᵀ`, `U` of `min(rows, cols)` columns.
+pub fn truncated_svd(m: &DMatrix<f64>) -> (DMatrix<f64>, Vec<f64>, DMatrix<f64>) {
+    let svd = m.clone().svd(true, true);
+    let (u, vt) = (svd.u.expect("asked for U"), svd.v_t.expect("asked for Vᵀ"));
+    let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+    order.sort_by(|&a, &b| svd.singular_values[b].total_cmp(&svd.singular_values[a]));
+    let sigma: Vec<f64> = order.iter().map(|&i| svd.singular_values[i]).collect();
+    // Each component's sign is arbitrary: fix it so the largest entry of `v` is positive (the same
+    // factors whatever the SVD routine's conventions).
+    let sign: Vec<f64> = order
+        .iter()
+        .map(|&i| {
+            let row = vt.row(i);
+            let largest = row.iter().copied().fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
+            if largest < 0.0 { -1.0 } else { 1.0 }
+        })
+        .collect();
+    let u = DMatrix::from_fn(u.nrows(), order.len(), |r, c| sign[c] * u[(r, order[c])]);
+    let vt = DMatrix::from_fn(order.len(), vt.ncols(), |r, c| sign[r] * vt[(order[r], c)]);
+    (u, sigma, vt)
+}
+
+/// Sums for the least-squares fit `Y ≈ X·W` (`X`: rows × `inputs`, `Y`: rows × `outputs`), added
+/// a batch of rows at a time.
+#[derive(Clone, Debug)]
+pub struct NormalEquations {
+    /// `XᵀX`, inputs × inputs.
+    pub gram: DMatrix<f64>,
+    /// `XᵀY`, inputs × outputs.
+    pub cross: DMatrix<f64>,
+    /// `‖Y‖²` (the sum of squares of every target).
+    pub target_energy: f64,
+    pub rows: u64,
+}
+
+impl NormalEquations {
+    pub fn new(inputs: usize, outputs: usize) -> NormalEquations {
+        NormalEquations { gram: DMatrix::zeros(inputs, inputs), cross: DMatrix::zeros(inputs, outputs), target_energy: 0.0, rows: 0 }
+    }
+
+    /// Adds the rows of `x` (rows × inputs) and their targets `y` (rows × outputs).
+    pub fn add(&mut self, x: &DMatrix<f64>, y: &DMatrix<f64>) {
+        assert_eq!(x.nrows(), y.nrows(), "one target row per input row");
+        self.gram.gemm_tr(1.0, x, x, 1.0);
+        self.cross.gemm_tr(1.0, x, y, 1.0);
+        self.target_energy += y.norm_squared();
+        self.rows += x.nrows() as u64;
+    }
+
+    /// `‖Y − X·W‖²` from the sums: `‖Y‖² − 2·tr(WᵀXᵀY) + tr(WᵀXᵀX·W)`.
+    pub fn residual(&self, w: &DMatrix<f64>) -> f64 {
+        let cross = self.cross.dot(w);
+        let quadratic = (&self.gram * w).dot(w);
+        (self.target_energy - 2.0 * cross + quadratic).max(0.0)
+    }
+
+    /// The `W` minimizing `‖Y − X·W‖² + λ‖W‖²` with `λ = ridge · tr(XᵀX) / inputs` (the ridge is
+    /// relative to the mean input energy, so it does not depend on the data's scale or row
+    /// count). `Err` when the system is singular even so.
+    pub fn solve(&self, ridge: f64) -> Result<DMatrix<f64>, String> {
+        let n = self.gram.nrows();
+        let lambda = ridge * self.gram.trace() / n.max(1) as f64;
+        let mut a = self.gram.clone();
+        for i in 0..n {
+            a[(i, i)] += lambda;
+        }
+        let chol = a.cholesky().ok_or("the least-squares system is singular (inputs that are constant or repeated; raise the ridge)")?;
+        Ok(chol.solve(&self.cross))
+    }
+}
+
+/// Signal-to-error ratio in dB of an error energy against a signal energy (`inf` when exact).
+pub fn snr_db(signal: f64, error: f64) -> f64 {
+    if error <= 0.0 { f64::INFINITY } else { 10.0 * (signal / error).log10() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svd_reconstructs_and_sorts() {
+        let m = DMatrix::from_row_slice(3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+        let (u, s, vt) = truncated_svd(&m);
+        assert!(s[0] >= s[1]);
+        let back = &u * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(s.clone())) * &vt;
+        assert!((back - &m).norm() < 1e-12);
+    }
+
+    #[test]
+    fn normal_equations_recover_a_linear_map_streamed_in_batches() {
+        let w = DMatrix::from_row_slice(3, 2, &[0.5, -1.0, 2.0, 0.25, -0.75, 1.5]);
+        let mut ne = NormalEquations::new(3, 2);
+        for batch in 0..4 {
+            let x = DMatrix::from_fn(5, 3, |r, c| ((r * 7 + c * 3 + batch * 11) % 13) as f64 - 6.0);
+            ne.add(&x, &(&x * &w));
+        }
+        let fit = ne.solve(0.0).unwrap();
+        assert!((&fit - &w).norm() < 1e-9, "{fit}");
+        assert!(ne.residual(&fit) < 1e-9);
+        assert!(ne.residual(&DMatrix::zeros(3, 2)) > 1.0);
+        assert!((ne.residual(&DMatrix::zeros(3, 2)) - ne.target_energy).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,492 @@
+//! `separable_conv`: rewrites a regular convolution as a depthwise convolution followed by a
+//! pointwise (1×1) one, MobileNet-style, without training (Guo et al. 2018, "Network
+//! Decoupling").
+//!
+//! For a Conv with group 1, weight `W[C_out, C_in, k...]` (any number of spatial axes, kernel area
+//! `K`), each input channel's slice `W[:, i, :]` is a `C_out × K` matrix. Its SVD
+//! `Σ_r σ_r u_r v_rᵀ`, truncated to rank `m`, gives `m` depthwise kernels `D[i·m + r] = √σ_r v_r`
+//! and pointwise weights `P[o, i·m + r] = √σ_r u_r[o]`, so that
+//! `W[o, i] ≈ Σ_{r<m} P[o, i·m + r] · D[i·m + r]`: a depthwise Conv (group `C_in`, `C_in·m`
+//! outputs, the original strides, pads and dilations) then a 1×1 Conv (`C_in·m → C_out`) carrying
+//! the bias. **Exact** at full rank `m = min(C_out, K)`; **lossy** below it, with relative weight
+//! error `√(Σ_discarded σ² / Σ σ²)`, reported per layer.
+//!
+//! MACs per output pixel go from `C_out·C_in·K` to `C_in·m·(K + C_out)`: a ratio of
+//! `m·(K + C_out) / (C_out·K)`, the same at every resolution. The rank `m` of each layer (one for
+//! all its input channels: a depthwise Conv has as many outputs per group) follows one rule: the
+//! share of weight energy kept (`energy`), a weight error bound (`max_error`), a MACs budget per
+//! layer (`macs_ratio`: the largest rank within it), or a fixed rank. A layer is rewritten only
+//! where its MACs ratio is at most `max_macs_ratio` (two kernels instead of one must pay off);
+//! others are declined with their figures.
+//!
+//! With `refit: true` (needs calibration data), the pointwise weights and bias are refitted by
+//! ridge least squares so that the layer's *output*, not its weight, is matched: the depthwise
+//! outputs `Z` and the original outputs `Y` of every rewritten layer are streamed through the
+//! measurement interface into normal equations (`ZᵀZ`, `ZᵀY`: memory independent of the number
+//! of samples) and `[P | b] = argmin ‖Y − [Z 1]·[P | b]ᵀ‖² + λ‖·‖²`. The report gives each layer's
+//! output SNR on the calibration data before and after the refit.
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use whittle_graph::builder::{attr_int, attr_ints};
+use whittle_graph::edit::OpSpec;
+use whittle_graph::onnx::AttributeProto;
+use whittle_graph::patch::{Patch, Wire};
+use whittle_graph::{DataType, Graph, Model, NodeId, Tensor, ValueId};
+
+use crate::linalg::{NormalEquations, snr_db, truncated_svd};
+use crate::measure::Measure;
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::quant::Selection;
+use crate::rewrite::is_exclusive_constant;
+
+/// How the rank of each layer is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RankRule {
+    /// The smallest rank keeping at least this share of the weight's energy (Σσ²), in (0, 1].
+    Energy(f64),
+    /// The smallest rank whose relative weight error ‖W − Ŵ‖/‖W‖ is at most this.
+    MaxError(f64),
+    /// The largest rank whose layer MACs are at most this share of the original's.
+    MacsRatio(f64),
+    /// This rank in every layer (capped at full rank).
+    Fixed(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    pub rank: RankRule,
+    /// Rewrite a layer only where its MACs ratio (after / before) is at most this.
+    pub max_macs_ratio: f64,
+    /// Refit the pointwise weights on calibration data by least squares.
+    pub refit: bool,
+    /// Ridge of the refit, relative to the mean energy of the depthwise outputs.
+    pub ridge: f64,
+    /// Node name patterns to rewrite (`*`, `?`; empty: all).
+    pub include: Vec<String>,
+    /// Node name patterns kept as they are.
+    pub exclude: Vec<String>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { rank: RankRule::Energy(0.95), max_macs_ratio: 0.8, refit: false, ridge: 1e-4, include: Vec::new(), exclude: Vec::new() }
+    }
+}
+
+pub struct SeparableConv {
+    params: Params,
+    selection: Selection,
+}
+
+impl PassDef for SeparableConv {
+    const NAME: &'static str = "separable_conv";
+    const SUMMARY: &'static str = "Rewrite regular convolutions as depthwise + pointwise pairs by per-channel SVD (exact at full rank)";
+    const EXACT: bool = false;
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "rank",
+            "{energy|max_error|macs_ratio|fixed: N}",
+            "rank rule per layer: energy kept, weight error bound, MACs budget, or a fixed rank",
+        ),
+        ("max_macs_ratio", "float", "rewrite a layer only where MACs after/before is at most this"),
+        ("refit", "bool", "refit the pointwise weights and bias by least squares on calibration data"),
+        ("ridge", "float", "ridge of the refit, relative to the mean depthwise output energy"),
+        ("include", "list", "node name patterns to rewrite (empty: all)"),
+        ("exclude", "list", "node name patterns kept as they are"),
+    ];
+    fn new(params: Params) -> Self {
+        let selection = Selection { op_types: vec!["Conv".into()], include: params.include.clone(), exclude: params.exclude.clone() };
+        SeparableConv { params, selection }
+    }
+}
+
+/// One convolution's factorization at its chosen rank.
+struct Factored {
+    conv: NodeId,
+    input: ValueId,
+    output: ValueId,
+    bias: Option<ValueId>,
+    c_in: usize,
+    c_out: usize,
+    kernel: Vec<i64>,
+    rank: usize,
+    full_rank: usize,
+    /// `[C_in·m, 1, k...]`, row-major.
+    depthwise: Vec<f32>,
+    /// `C_out × C_in·m`.
+    pointwise: DMatrix<f64>,
+    bias_values: Vec<f64>,
+    weight_error: f64,
+    macs_ratio: f64,
+    /// Output SNR on calibration data before and after the refit, dB.
+    refit_snr: Option<(f64, f64)>,
+}
+
+impl Factored {
+    fn depthwise_dims(&self) -> Vec<i64> {
+        [vec![(self.c_in * self.rank) as i64, 1], self.kernel.clone()].concat()
+    }
+
+    /// The depthwise Conv: the original's attributes but group and kernel shape.
+    fn depthwise_spec(&self, g: &Graph, output: &str) -> OpSpec {
+        let n = g.node(self.conv).expect("planned on this graph");
+        let mut spec = OpSpec::new("Conv", &[], output).named(&format!("{}_depthwise", g.node_label(self.conv)));
+        spec.attributes = n
+            .attributes
+            .iter()
+            .filter(|a| !matches!(a.name(), "group" | "kernel_shape"))
+            .map(|a| a.proto.clone())
+            .chain([attr_int("group", self.c_in as i64), attr_ints("kernel_shape", &self.kernel)])
+            .collect::<Vec<AttributeProto>>();
+        spec
+    }
+}
+
+/// Relative MACs of the rewrite at rank `m`: `m·(K + C_out) / (C_out·K)`.
+fn macs_ratio(m: usize, area: usize, c_out: usize) -> f64 {
+    (m * (area + c_out)) as f64 / (c_out * area) as f64
+}
+
+/// The rank `rule` picks, from the squared singular values kept by each rank (`energy[r]`: share of
+/// the energy in the top `r + 1` components, summed over input channels).
+fn choose_rank(rule: RankRule, energy: &[f64], area: usize, c_out: usize) -> Result<usize, String> {
+    let full = energy.len();
+    let smallest_with = |share: f64| energy.iter().position(|&e| e >= share - 1e-12).map_or(full, |r| r + 1);
+    match rule {
+        RankRule::Energy(e) => Ok(smallest_with(e)),
+        RankRule::MaxError(err) => Ok(smallest_with(1.0 - err * err)),
+        RankRule::MacsRatio(budget) => match (1..=full).rev().find(|&m| macs_ratio(m, area, c_out) <= budget) {
+            Some(m) => Ok(m),
+            None => Err(format!("even rank 1 costs {:.2}x the MACs, above the budget {budget}", macs_ratio(1, area, c_out))),
+        },
+        RankRule::Fixed(m) => Ok(m.clamp(1, full)),
+    }
+}
+
+impl SeparableConv {
+    fn check_params(&self) -> Result<(), String> {
+        self.selection.check()?;
+        let ok = match self.params.rank {
+            RankRule::Energy(e) => e > 0.0 && e <= 1.0,
+            RankRule::MaxError(e) => (0.0..1.0).contains(&e),
+            RankRule::MacsRatio(r) => r > 0.0,
+            RankRule::Fixed(m) => m >= 1,
+        };
+        if !ok {
+            return Err(format!(
+                "separable_conv: rank {:?} is out of range (energy in (0, 1], max_error in [0, 1), macs_ratio > 0, fixed >= 1)",
+                self.params.rank
+            ));
+        }
+        if self.params.ridge < 0.0 || !self.params.max_macs_ratio.is_finite() {
+            return Err("separable_conv: ridge must be >= 0 and max_macs_ratio a number".into());
+        }
+        Ok(())
+    }
+
+    /// The factorization of one Conv, or why it is not rewritten (`Ok(None)`: not a candidate).
+    fn factor(&self, g: &Graph, id: NodeId) -> Result<Option<Factored>, String> {
+        let n = g.node(id).ok_or("removed")?;
+        let group = n.attr_int("group").unwrap_or(1);
+        let (Some(input), Some(w), Some(output)) = (n.input(0), n.input(1), n.output(0)) else {
+            return Err("missing input, weight or output".into());
+        };
+        let Some(wt) = g.constant(w) else { return Err("its weight is not a constant".into()) };
+        let dims = wt.dims().to_vec();
+        if dims.len() < 3 {
+            return Err(format!("its weight has rank {}", dims.len()));
+        }
+        let (c_out, c_in_per_group, kernel) = (dims[0] as usize, dims[1] as usize, dims[2..].to_vec());
+        let area = kernel.iter().product::<i64>() as usize;
+        if area <= 1 || (group > 1 && c_in_per_group == 1) {
+            return Ok(None); // pointwise or already depthwise
+        }
+        if group != 1 {
+            return Err(format!("a grouped convolution (group {group})"));
+        }
+        if c_in_per_group <= 1 {
+            return Ok(None); // one input channel: nothing to separate
+        }
+        if wt.dtype() != DataType::Float {
+            return Err(format!("its weight is {}, only f32 is factored", wt.dtype()));
+        }
+        if !is_exclusive_constant(g, w, id) {
+            return Err("its weight is shared with another node".into());
+        }
+        let bias = n.input(2);
+        let bias_values: Vec<f64> = match bias {
+            Some(b) => match g.constant(b) {
+                Some(bt) if bt.dtype() == DataType::Float => bt.to_f32().map_err(|e| e.to_string())?.iter().map(|&v| v as f64).collect(),
+                _ => return Err("its bias is not an f32 constant".into()),
+            },
+            None => vec![0.0; c_out],
+        };
+        let weights = wt.to_f32().map_err(|e| e.to_string())?;
+        let c_in = c_in_per_group;
+        let full_rank = c_out.min(area);
+        // Per input channel: U·√σ (C_out × p) and √σ·Vᵀ (p × K), and the squared singular values.
+        let mut factors = Vec::with_capacity(c_in);
+        let mut energy_by_rank = vec![0.0f64; full_rank];
+        let mut total = 0.0f64;
+        for i in 0..c_in {
+            let m = DMatrix::from_fn(c_out, area, |o, k| weights[(o * c_in + i) * area + k] as f64);
+            let (u, sigma, vt) = truncated_svd(&m);
+            for (r, s) in sigma.iter().enumerate() {
+                energy_by_rank[r] += s * s;
+                total += s * s;
+            }
+            factors.push((u, sigma, vt));
+        }
+        if total == 0.0 {
+            return Err("its weight is all zeros".into());
+        }
+        let mut cumulative = 0.0;
+        let energy: Vec<f64> = energy_by_rank
+            .iter()
+            .map(|e| {
+                cumulative += e;
+                cumulative / total
+            })
+            .collect();
+        let rank = choose_rank(self.params.rank, &energy, area, c_out)?;
+        let ratio = macs_ratio(rank, area, c_out);
+        let weight_error = (1.0 - energy[rank - 1]).max(0.0).sqrt();
+        if ratio > self.params.max_macs_ratio {
+            return Err(format!(
+                "rank {rank} of {full_rank} (weight error {:.1}%) would cost {ratio:.2}x the MACs, above max_macs_ratio {}",
+                100.0 * weight_error,
+                self.params.max_macs_ratio
+            ));
+        }
+        let mut depthwise = vec![0.0f32; c_in * rank * area];
+        let mut pointwise = DMatrix::zeros(c_out, c_in * rank);
+        for (i, (u, sigma, vt)) in factors.iter().enumerate() {
+            for r in 0..rank {
+                let root = sigma[r].sqrt();
+                let j = i * rank + r;
+                for k in 0..area {
+                    depthwise[j * area + k] = (root * vt[(r, k)]) as f32;
+                }
+                for o in 0..c_out {
+                    pointwise[(o, j)] = root * u[(o, r)];
+                }
+            }
+        }
+        Ok(Some(Factored {
+            conv: id,
+            input,
+            output,
+            bias,
+            c_in,
+            c_out,
+            kernel,
+            rank,
+            full_rank,
+            depthwise,
+            pointwise,
+            bias_values,
+            weight_error,
+            macs_ratio: ratio,
+            refit_snr: None,
+        }))
+    }
+
+    /// Refits every layer's pointwise weights and bias on the calibration data (module docs).
+    fn refit(&self, model: &Model, layers: &mut [Factored], measure: &dyn Measure) -> Result<(), PassError> {
+        // A copy of the model with each layer's depthwise Conv beside it, reading the same input.
+        let mut tapped = model.clone();
+        let mut patch = Patch::new("separable_conv: depthwise taps for the refit");
+        let g = &model.graph;
+        for (k, f) in layers.iter().enumerate() {
+            let order = g.node(f.conv).expect("planned").order;
+            let w = patch.add_constant(&format!("separable_tap_w{k}"), Tensor::from_f32("", &f.depthwise_dims(), &f.depthwise));
+            let tap = g.fresh_name(&format!("{}_separable_tap", g.value(f.output).name));
+            patch.add_op(f.depthwise_spec(g, &tap), vec![Wire::Value(f.input), w], order);
+        }
+        patch.check(&tapped.graph).map_err(|e| PassError::new(format!("separable_conv refit: {e}")))?;
+        let added = patch.apply(&mut tapped.graph);
+        // Per layer: its depthwise tap, then its original output.
+        let mut names = Vec::new();
+        for (id, f) in added.iter().zip(layers.iter()) {
+            let tap = tapped.graph.node(*id).and_then(|n| n.output(0)).expect("a Conv has an output");
+            // A float Conv of a float input (the measurement declares it an output, which needs a type).
+            tapped.graph.value_mut(tap).dtype = Some(DataType::Float);
+            names.push(tapped.graph.value(tap).name.clone());
+            names.push(g.value(f.output).name.clone());
+        }
+        let mut sums: Vec<NormalEquations> = layers.iter().map(|f| NormalEquations::new(f.c_in * f.rank + 1, f.c_out)).collect();
+        measure.log(&format!("separable_conv: streaming {} layers for the least-squares refit", layers.len()));
+        measure
+            .stream(&tapped, &names, &mut |_, values| {
+                use rayon::prelude::*;
+                sums.par_iter_mut().enumerate().try_for_each(|(k, s)| {
+                    let (z, y) = (&values[2 * k], &values[2 * k + 1]);
+                    let (zr, yr) = (rows_of(z, true)?, rows_of(y, false)?);
+                    if zr.nrows() != yr.nrows() {
+                        return Err(crate::measure::MeasureError(format!("layer {k}: depthwise and original outputs differ in size")));
+                    }
+                    s.add(&zr, &yr);
+                    Ok(())
+                })
+            })
+            .map_err(|e| PassError::new(format!("separable_conv refit: {e}")))?;
+        for (f, s) in layers.iter_mut().zip(&sums) {
+            let factored = stacked(&f.pointwise, &f.bias_values);
+            let before = s.residual(&factored);
+            let Ok(fit) = s.solve(self.params.ridge) else { continue };
+            let after = s.residual(&fit);
+            f.refit_snr = Some((snr_db(s.target_energy, before), snr_db(s.target_energy, after)));
+            if after < before {
+                let width = f.c_in * f.rank;
+                f.pointwise = fit.rows(0, width).transpose();
+                f.bias_values = fit.row(width).iter().copied().collect();
+            }
+        }
+        Ok(())
+    }
+
+    /// The patch replacing the Conv by its depthwise and pointwise pair.
+    fn rewrite(&self, g: &Graph, f: &Factored) -> Patch {
+        let order = g.node(f.conv).expect("planned").order;
+        let label = g.node_label(f.conv);
+        let mut change = format!(
+            "{label}: depthwise {}x{} rank {} of {} + pointwise, weight error {:.1}%, MACs {:.2}x",
+            f.c_in,
+            f.kernel.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("x"),
+            f.rank,
+            f.full_rank,
+            100.0 * f.weight_error,
+            f.macs_ratio
+        );
+        if let Some(before) = whittle_graph::stats::node_macs(g, f.conv) {
+            change.push_str(&format!(" ({before} -> {})", (before as f64 * f.macs_ratio).round() as u64));
+        }
+        if let Some((before, after)) = f.refit_snr {
+            change.push_str(&format!(", refit output SNR {before:.1} -> {after:.1} dB"));
+        }
+        let mut p = Patch::new(change);
+        let out_name = &g.value(f.output).name;
+        let dw_w = p.add_constant(&format!("{out_name}_dw_w"), Tensor::from_f32("", &f.depthwise_dims(), &f.depthwise));
+        // The input as it is now: an earlier rewrite may have replaced the value feeding this Conv.
+        let input = g.node(f.conv).and_then(|n| n.input(0)).unwrap_or(f.input);
+        let dw = p.add_op(f.depthwise_spec(g, &format!("{out_name}_dw")), vec![Wire::Value(input), dw_w], order);
+        let width = f.c_in * f.rank;
+        let pw_dims: Vec<i64> = [vec![f.c_out as i64, width as i64], vec![1; f.kernel.len()]].concat();
+        let pw_values: Vec<f32> =
+            (0..f.c_out).flat_map(|o| (0..width).map(move |j| (o, j))).map(|(o, j)| f.pointwise[(o, j)] as f32).collect();
+        let pw_w = p.add_constant(&format!("{out_name}_pw_w"), Tensor::from_f32("", &pw_dims, &pw_values));
+        let bias = match (f.bias, f.refit_snr.is_some()) {
+            (Some(b), false) => Some(Wire::Value(b)),
+            (None, false) => None,
+            (_, true) => {
+                let values: Vec<f32> = f.bias_values.iter().map(|&v| v as f32).collect();
+                Some(p.add_constant(&format!("{out_name}_pw_b"), Tensor::from_f32("", &[f.c_out as i64], &values)))
+            }
+        };
+        let mut inputs = vec![Wire::output(dw, 0), pw_w];
+        inputs.extend(bias);
+        let pw_spec = OpSpec::new("Conv", &[], &format!("{out_name}_pw")).named(&format!("{label}_pointwise"));
+        let pw = p.add_op(pw_spec.attr(attr_ints("kernel_shape", &vec![1; f.kernel.len()])), inputs, g.order_after(order));
+        p.redirect_all(f.output, Wire::output(pw, 0));
+        p.remove_node(f.conv);
+        p
+    }
+}
+
+/// `[Pᵀ; bᵀ]`: the pointwise weights and bias as the refit's unknowns ((C_in·m + 1) × C_out).
+fn stacked(pointwise: &DMatrix<f64>, bias: &[f64]) -> DMatrix<f64> {
+    let width = pointwise.ncols();
+    DMatrix::from_fn(width + 1, pointwise.nrows(), |j, o| if j < width { pointwise[(o, j)] } else { bias[o] })
+}
+
+/// A `[N, C, spatial...]` tensor as rows (one per batch item and pixel) × `C` columns, with a
+/// column of ones appended when `with_ones` (the bias's input).
+fn rows_of(t: &ndarray::ArrayD<f32>, with_ones: bool) -> Result<DMatrix<f64>, crate::measure::MeasureError> {
+    let shape = t.shape();
+    if shape.len() < 2 {
+        return Err(crate::measure::MeasureError(format!("a convolution output of shape {shape:?}")));
+    }
+    let (n, c) = (shape[0], shape[1]);
+    let pixels: usize = shape[2..].iter().product();
+    let t = t.as_standard_layout();
+    let data = t.as_slice().expect("standard layout");
+    let cols = c + usize::from(with_ones);
+    Ok(DMatrix::from_fn(n * pixels, cols, |row, col| {
+        if col == c {
+            1.0
+        } else {
+            let (b, p) = (row / pixels, row % pixels);
+            data[(b * c + col) * pixels + p] as f64
+        }
+    }))
+}
+
+impl Pass for SeparableConv {
+    fn run(&self, model: &mut Model, ctx: &PassContext<'_>) -> Result<PassReport, PassError> {
+        self.check_params().map_err(PassError::unsupported_model)?;
+        let measure = if self.params.refit { Some(ctx.require_measure(Self::NAME)?) } else { None };
+        let mut report = PassReport::default();
+        let mut layers = Vec::new();
+        {
+            let g = &model.graph;
+            for id in crate::driver::topo_order(g)? {
+                if !self.selection.selects(g, id, &["Conv"]) {
+                    continue;
+                }
+                match self.factor(g, id) {
+                    Ok(Some(f)) => layers.push(f),
+                    Ok(None) => {}
+                    Err(why) => report.decline(g.node_label(id), "Conv", why),
+                }
+            }
+        }
+        if layers.is_empty() {
+            return Ok(report);
+        }
+        if let Some(measure) = measure {
+            self.refit(model, &mut layers, measure)?;
+        }
+        let g = &mut model.graph;
+        for f in &layers {
+            let patch = self.rewrite(g, f);
+            match patch.check(g) {
+                Ok(()) => {
+                    report.record(patch.description.clone());
+                    patch.apply(g);
+                }
+                Err(e) => report.decline(g.node_label(f.conv), "Conv", e.0),
+            }
+        }
+        let worst = layers.iter().map(|f| f.weight_error).fold(0.0, f64::max);
+        report.notes.push(format!(
+            "{} convolutions rewritten as depthwise + pointwise; largest relative weight error {:.1}%",
+            report.applied,
+            100.0 * worst
+        ));
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_rules() {
+        // Energy kept by rank 1..4 of a 3x3 kernel with 16 outputs.
+        let energy = [0.5, 0.8, 0.95, 1.0];
+        assert_eq!(choose_rank(RankRule::Energy(0.9), &energy, 9, 16).unwrap(), 3);
+        assert_eq!(choose_rank(RankRule::Energy(1.0), &energy, 9, 16).unwrap(), 4);
+        // Error 0.5 <=> energy 0.75.
+        assert_eq!(choose_rank(RankRule::MaxError(0.5), &energy, 9, 16).unwrap(), 2);
+        // m·25/144 <= 0.4 -> m = 2.
+        assert_eq!(choose_rank(RankRule::MacsRatio(0.4), &energy, 9, 16).unwrap(), 2);
+        assert!(choose_rank(RankRule::MacsRatio(0.1), &energy, 9, 16).is_err());
+        assert_eq!(choose_rank(RankRule::Fixed(9), &energy, 9, 16).unwrap(), 4);
+        assert!((macs_ratio(1, 9, 64) - 73.0 / 576.0).abs() < 1e-12);
+    }
+}
