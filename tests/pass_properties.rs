@@ -27,7 +27,7 @@ type InputShapes = Vec<(String, Vec<i64>)>;
 
 /// Fixtures with something for every cleanup pass to do: an old opset, Identity and Dropout,
 /// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a MatMul, a dead branch,
-/// two convolutions through a Relu.
+/// two convolutions through a Relu, a low-rank 3x3 convolution.
 fn fixtures() -> Vec<(Model, InputShapes)> {
     let mut b = GraphBuilder::new(11);
     let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
@@ -60,7 +60,12 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     let ra = b.node("Relu", &[ca], &["ra"], vec![])[0];
     let wb = constant(&mut b, "wb", &[2, 4, 1, 1], 8);
     let cb = b.node("Conv", &[ra, wb], &["cb"], vec![])[0];
-    b.output(cb);
+    // A 3x3 convolution of rank 1 per input channel, for the separable rewrite.
+    let taps: Vec<f32> =
+        (0..8 * 2 * 9).map(|e| ((e / 18 + 1) as f32) * (1.0 + (e / 9 % 2) as f32) * ((e % 9) as f32 - 4.0) / 4.0).collect();
+    let wc = b.constant("wc", Tensor::from_f32("wc", &[8, 2, 3, 3], &taps));
+    let cc = b.node("Conv", &[cb, wc], &["cc"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+    b.output(cc);
     let mut conv_model = b.finish();
     // An old file: its initializers listed as inputs are not overridable defaults.
     conv_model.meta.ir_version = Some(3);

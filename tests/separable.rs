@@ -47,7 +47,8 @@ fn separate(model: &Model, params: Params, input: (&str, &[i64]), data: Option<&
         }
         None => pass.run(&mut after, &PassContext::default()).unwrap(),
     };
-    whittle_graph::validate::validate(&after).iter().for_each(|i| panic!("invalid after the rewrite: {i}"));
+    let issues = whittle_graph::validate::validate(&after);
+    assert!(issues.is_empty(), "invalid after the rewrite: {issues:?}");
     (shaped(&after, input), report)
 }
 

@@ -94,10 +94,10 @@ declare_passes! {
     fold_channelwise::FoldChannelwise,
     cross_layer_equalization::CrossLayerEqualization,
     dead_code::DeadCode,
+    separable_conv::SeparableConv,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,
-    separable_conv::SeparableConv,
     strip_names::StripNames,
 }
 

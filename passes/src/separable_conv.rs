@@ -40,9 +40,10 @@ use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
 use crate::rewrite::is_exclusive_constant;
 
-/// How the rank of each layer is chosen.
+/// How the rank of each layer is chosen. Written as a map of one key: `{energy: 0.95}`,
+/// `{max_error: 0.2}`, `{macs_ratio: 0.5}` or `{fixed: 3}`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "RankSpec", into = "RankSpec")]
 pub enum RankRule {
     /// The smallest rank keeping at least this share of the weight's energy (Σσ²), in (0, 1].
     Energy(f64),
@@ -52,6 +53,52 @@ pub enum RankRule {
     MacsRatio(f64),
     /// This rank in every layer (capped at full rank).
     Fixed(usize),
+}
+
+/// [`RankRule`] as written in a pipeline: exactly one of the keys.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RankSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    energy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_error: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    macs_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fixed: Option<usize>,
+}
+
+impl TryFrom<RankSpec> for RankRule {
+    type Error = String;
+    fn try_from(s: RankSpec) -> Result<RankRule, String> {
+        let rules: Vec<RankRule> = [
+            s.energy.map(RankRule::Energy),
+            s.max_error.map(RankRule::MaxError),
+            s.macs_ratio.map(RankRule::MacsRatio),
+            s.fixed.map(RankRule::Fixed),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match rules[..] {
+            [rule] => Ok(rule),
+            _ => Err("give exactly one of `energy`, `max_error`, `macs_ratio`, `fixed` (e.g. {energy: 0.95})".into()),
+        }
+    }
+}
+
+impl From<RankRule> for RankSpec {
+    fn from(r: RankRule) -> RankSpec {
+        let mut s = RankSpec::default();
+        match r {
+            RankRule::Energy(e) => s.energy = Some(e),
+            RankRule::MaxError(e) => s.max_error = Some(e),
+            RankRule::MacsRatio(m) => s.macs_ratio = Some(m),
+            RankRule::Fixed(m) => s.fixed = Some(m),
+        }
+        s
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
