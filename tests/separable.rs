@@ -7,9 +7,9 @@ use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::stats::model_stats;
 use whittle_graph::text::{TensorDigest, TextOptions, diff_text, model_text};
 use whittle_graph::{DataType, Model, Tensor, ValueId};
-use whittle_passes::measure::Measure;
+use whittle_passes::measure::{Fidelity, LatencyComparison, Measure, MeasureError, Sink};
 use whittle_passes::pass::PassDef;
-use whittle_passes::separable_conv::{Params, RankRule, SeparableConv};
+use whittle_passes::separable_conv::{Layout, Params, RankRule, SeparableConv};
 use whittle_passes::{Pass, PassContext, PassReport};
 use whittle_runner::data::{Distribution, InputSet};
 use whittle_runner::pipeline::VerifySpec;
@@ -94,6 +94,21 @@ fn separable_conv_rewrite() {
 }
 
 #[test]
+fn separable_conv_rewrite_at_rank_2_repeats_the_input_channels() {
+    // Rank 2: the input's 4 channels concatenated twice feed a depthwise Conv with 8 groups
+    // (channel r·4 + i is component r of input channel i), then the pointwise Conv.
+    let model = one_conv();
+    let input = ("x", &[1, 4, 6, 6][..]);
+    let (after, report) = separate(&model, fixed(2), input, None);
+    assert_eq!(report.applied, 1, "{report:?}");
+    insta::assert_snapshot!(diff_text(&text(&shaped(&model, input)), &text(&after), "before", "after"));
+    let (multiplier, _) = separate(&model, Params { layout: Layout::Multiplier, ..fixed(2) }, input, None);
+    let data = random(input, 2, 3);
+    let (a, b) = (sqnr_db(&model, &after, input, &data), sqnr_db(&model, &multiplier, input, &data));
+    assert!((a - b).abs() < 1e-3, "both layouts compute the same rank-2 approximation: {a} vs {b} dB");
+}
+
+#[test]
 fn separable_conv_is_exact_at_full_rank() {
     // Strides, asymmetric pads, dilations, no bias; then a 1-D convolution; then the graph output
     // produced by the rewritten Conv keeps its name.
@@ -108,12 +123,17 @@ fn separable_conv_is_exact_at_full_rank() {
     b.output(y);
     let model = b.finish();
     let input = ("x", &[2, 5, 11, 9][..]);
-    let (after, report) = separate(&model, fixed(99), input, None);
-    assert_eq!(report.applied, 2, "{report:?}");
-    assert!(report.changes[0].contains("rank 7 of 7") && report.changes[0].contains("weight error 0.0%"), "{:?}", report.changes);
-    assert!(report.changes[1].contains("rank 3 of 3"), "{:?}", report.changes);
-    assert_same_outputs(&model, &after, input, 1e-5);
-    assert!(after.graph.value_by_name("y").is_some_and(|v| after.graph.is_graph_output(v)));
+    for layout in [Layout::Replicated, Layout::Multiplier] {
+        let (after, report) = separate(&model, Params { layout, ..fixed(99) }, input, None);
+        assert_eq!(report.applied, 2, "{report:?}");
+        assert!(report.changes[0].contains("rank 7 of 7") && report.changes[0].contains("weight error 0.0%"), "{:?}", report.changes);
+        assert!(report.changes[1].contains("rank 3 of 3"), "{:?}", report.changes);
+        assert_same_outputs(&model, &after, input, 1e-5);
+        assert!(after.graph.value_by_name("y").is_some_and(|v| after.graph.is_graph_output(v)));
+        // Replicated: the input repeated 7 times feeds a Conv with one group per channel.
+        let concats = after.graph.node_ids().iter().filter(|&&n| after.graph.node(n).unwrap().op_type() == "Concat").count();
+        assert_eq!(concats, if layout == Layout::Replicated { 2 } else { 0 }, "{layout:?}");
+    }
 
     let mut b = GraphBuilder::new(13);
     let x = b.input("x", DataType::Float, &[1, 3, 20]);
@@ -231,4 +251,65 @@ fn separable_conv_refit_lowers_the_output_error_on_unseen_data() {
     let (plain_db, refit_db) = (sqnr_db(&model, &plain, input, &evaluation), sqnr_db(&model, &refit, input, &evaluation));
     assert!(refit_db > plain_db + 1.0, "evaluation SQNR {plain_db:.1} dB without the refit, {refit_db:.1} dB with it");
     eprintln!("refit: evaluation SQNR {plain_db:.1} -> {refit_db:.1} dB; {:?}", report.changes);
+}
+
+/// Times layers by a rule instead of a clock: a rewrite is "faster" unless its layer reads the
+/// 3-channel image (the decision logic, without the machine's noise; the real timing is in bench/).
+struct RuleTimer;
+
+impl Measure for RuleTimer {
+    fn samples(&self) -> usize {
+        0
+    }
+    fn stream(&self, _: &Model, _: &[String], _: &mut Sink<'_>) -> Result<(), MeasureError> {
+        Err(MeasureError("no data".into()))
+    }
+    fn fidelity(&self, _: &Model) -> Result<Fidelity, MeasureError> {
+        Err(MeasureError("no data".into()))
+    }
+    fn data_fingerprint(&self) -> String {
+        String::new()
+    }
+    fn latency(&self, baseline: &Model, candidate: &Model, runs: usize) -> Result<LatencyComparison, MeasureError> {
+        let g = &baseline.graph;
+        let input = g.inputs().next().unwrap();
+        let channels = g.value(input).shape.as_ref().and_then(|s| s.concrete()).unwrap()[1];
+        assert!(candidate.graph.node_ids().len() >= 2, "the candidate is the rewrite");
+        let ratio = if channels == 3 { 1.3 } else { 0.5 };
+        Ok(LatencyComparison { runs, baseline_ms: 1.0, candidate_ms: ratio, ratio, ci95: (ratio - 0.1, ratio + 0.1) })
+    }
+}
+
+#[test]
+fn separable_conv_latency_check_keeps_only_rewrites_measured_faster() {
+    let input = ("x", &[1, 3, 32, 32][..]);
+    let model = shaped(&vgg_stack(true), input);
+    let mut after = model.clone();
+    let params = Params { rank: RankRule::Energy(0.999), latency_check: true, ..Params::default() };
+    let report = SeparableConv::new(params.clone()).run(&mut after, &PassContext::with_measure(&RuleTimer)).unwrap();
+    assert_eq!(report.applied, 3, "{report:?}");
+    assert!(report.changes.iter().all(|c| c.contains("latency 1.000 -> 0.500 ms")), "{:?}", report.changes);
+    assert_eq!(report.declined.len(), 1, "{report:?}");
+    let why = format!("{:?}", report.declined[0]);
+    assert!(why.contains("conv0") && why.contains("not measured faster in tract") && why.contains("1.30x"), "{why}");
+    // Without a runner to time layers, the check is an error, not a silent no-op.
+    let err = SeparableConv::new(params).run(&mut model.clone(), &PassContext::default());
+    assert!(err.is_err_and(|e| e.message.contains("latency_check")));
+}
+
+#[test]
+fn separable_conv_latency_check_times_layers_with_tract() {
+    // The real timer: each of the four layers is rewritten with its measured figures, or declined
+    // with them (which depends on the machine; the figures are in the README's benchmark).
+    let input = ("x", &[1, 3, 32, 32][..]);
+    let model = shaped(&vgg_stack(true), input);
+    let params = Params { rank: RankRule::Energy(0.999), latency_check: true, latency_runs: 4, ..Params::default() };
+    let (_, report) = separate(&model, params, input, Some(&random(input, 1, 1)));
+    assert_eq!(report.applied + report.declined.len(), 4, "{report:?}");
+    for change in &report.changes {
+        assert!(change.contains(" ms (") && change.contains("4 runs"), "{change}");
+    }
+    for declined in &report.declined {
+        assert!(format!("{declined:?}").contains("not measured faster in tract: latency"), "{declined:?}");
+    }
 }

@@ -15,6 +15,7 @@ pub mod edit;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod extract;
 pub mod import;
 pub mod ir;
 pub mod model;

@@ -14,6 +14,11 @@
 //!    hold there. Choices (a fallback set, a pruning ratio) are made on these calibration figures;
 //!    the gate alone looks at the evaluation data.
 //!
+//! 3. **Latency** of a standalone candidate against a standalone baseline with the same inputs
+//!    ([`Measure::latency`]): a layer and its rewrite, cut out of the graph with
+//!    [`whittle_graph::extract`], timed by the runner's runtime so a pass can keep only the
+//!    rewrites that are measured to be faster there.
+//!
 //! Answers for the same model and data are cached by the implementation (a fallback loop or a
 //! sweep asks the same question many times).
 
@@ -41,6 +46,35 @@ pub struct Fidelity {
     pub summary: String,
 }
 
+/// A candidate's latency against a baseline, both timed standalone, interleaved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyComparison {
+    pub runs: usize,
+    /// Median wall time of one run, milliseconds.
+    pub baseline_ms: f64,
+    pub candidate_ms: f64,
+    /// median(candidate) / median(baseline), with its 95% confidence interval.
+    pub ratio: f64,
+    pub ci95: (f64, f64),
+}
+
+impl LatencyComparison {
+    /// Whether the candidate is measured to be faster: the whole interval is below 1.
+    pub fn faster(&self) -> bool {
+        self.ci95.1 < 1.0
+    }
+}
+
+impl std::fmt::Display for LatencyComparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "latency {:.3} -> {:.3} ms ({:.2}x [{:.2}, {:.2}], {} runs)",
+            self.baseline_ms, self.candidate_ms, self.ratio, self.ci95.0, self.ci95.1, self.runs
+        )
+    }
+}
+
 /// Receives the values asked for, one sample at a time, in sample order: `values[i]` is the
 /// `i`-th name asked for, as f32.
 pub type Sink<'s> = dyn FnMut(usize, &[ArrayD<f32>]) -> Result<(), MeasureError> + 's;
@@ -60,6 +94,12 @@ pub trait Measure: Sync {
     /// A fingerprint of the calibration data (files and settings): statistics saved with one
     /// are reused only with the same data.
     fn data_fingerprint(&self) -> String;
+
+    /// Times `candidate` against `baseline` (standalone models with the same inputs, of fixed
+    /// shapes) on deterministic pseudo-random inputs, `runs` runs each, interleaved.
+    fn latency(&self, _baseline: &Model, _candidate: &Model, _runs: usize) -> Result<LatencyComparison, MeasureError> {
+        Err(MeasureError("this measurement cannot time models".into()))
+    }
 
     /// Hands a figure to the run's log (progress of a long measurement, a round of a fallback).
     fn log(&self, _line: &str) {}

@@ -35,7 +35,7 @@ use whittle_graph::patch::{Patch, Wire};
 use whittle_graph::{DataType, Graph, Model, NodeId, Tensor, ValueId};
 
 use crate::linalg::{NormalEquations, snr_db, truncated_svd};
-use crate::measure::Measure;
+use crate::measure::{LatencyComparison, Measure};
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
 use crate::rewrite::is_exclusive_constant;
@@ -115,11 +115,39 @@ pub struct Params {
     pub include: Vec<String>,
     /// Node name patterns kept as they are.
     pub exclude: Vec<String>,
+    /// How the depthwise step is written when the rank is above 1.
+    pub layout: Layout,
+    /// Rewrite a layer only where the rewrite, timed alone with tract, is measured to be faster.
+    pub latency_check: bool,
+    /// Timed runs of each layer and its rewrite (with `latency_check`).
+    pub latency_runs: usize,
+}
+
+/// The form of the depthwise step at rank `m > 1` (at rank 1 both are the same Conv).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// The input's channels concatenated `m` times, then a depthwise Conv with `group` =
+    /// `C_in·m` = its outputs: the form depthwise kernels (tract's among them) accelerate.
+    Replicated,
+    /// One Conv with `group = C_in` and `C_in·m` outputs (channel multiplier `m`): no copy, but
+    /// runtimes run it as a grouped convolution.
+    Multiplier,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { rank: RankRule::Energy(0.95), max_macs_ratio: 0.8, refit: false, ridge: 1e-4, include: Vec::new(), exclude: Vec::new() }
+        Params {
+            rank: RankRule::Energy(0.95),
+            max_macs_ratio: 0.8,
+            refit: false,
+            ridge: 1e-4,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            layout: Layout::Replicated,
+            latency_check: false,
+            latency_runs: 20,
+        }
     }
 }
 
@@ -144,6 +172,9 @@ impl PassDef for SeparableConv {
         ("ridge", "float", "ridge of the refit, relative to the mean depthwise output energy"),
         ("include", "list", "node name patterns to rewrite (empty: all)"),
         ("exclude", "list", "node name patterns kept as they are"),
+        ("layout", "replicated|multiplier", "depthwise step at rank > 1: input channels repeated then group = outputs, or group = C_in"),
+        ("latency_check", "bool", "rewrite only layers whose rewrite, timed alone with tract, is measured faster"),
+        ("latency_runs", "int", "timed runs of each layer and its rewrite (latency_check)"),
     ];
     fn new(params: Params) -> Self {
         let selection = Selection { op_types: vec!["Conv".into()], include: params.include.clone(), exclude: params.exclude.clone() };
@@ -171,6 +202,8 @@ struct Factored {
     macs_ratio: f64,
     /// Output SNR on calibration data before and after the refit, dB.
     refit_snr: Option<(f64, f64)>,
+    /// The rewrite timed alone against the layer (with `latency_check`).
+    latency: Option<LatencyComparison>,
 }
 
 impl Factored {
@@ -179,7 +212,7 @@ impl Factored {
     }
 
     /// The depthwise Conv: the original's attributes but group and kernel shape.
-    fn depthwise_spec(&self, g: &Graph, output: &str) -> OpSpec {
+    fn depthwise_spec(&self, g: &Graph, output: &str, group: usize) -> OpSpec {
         let n = g.node(self.conv).expect("planned on this graph");
         let mut spec = OpSpec::new("Conv", &[], output).named(&format!("{}_depthwise", g.node_label(self.conv)));
         spec.attributes = n
@@ -187,9 +220,35 @@ impl Factored {
             .iter()
             .filter(|a| !matches!(a.name(), "group" | "kernel_shape"))
             .map(|a| a.proto.clone())
-            .chain([attr_int("group", self.c_in as i64), attr_ints("kernel_shape", &self.kernel)])
+            .chain([attr_int("group", group as i64), attr_ints("kernel_shape", &self.kernel)])
             .collect::<Vec<AttributeProto>>();
         spec
+    }
+}
+
+/// The depthwise and pointwise weights in the form a [`Layout`] writes them.
+struct Emitted {
+    /// Copies of the input concatenated along the channels before the depthwise Conv (1: none).
+    copies: usize,
+    group: usize,
+    depthwise: Vec<f32>,
+    /// `[C_out, C_in·m]`, row-major.
+    pointwise: Vec<f32>,
+}
+
+impl Factored {
+    /// The weights in `layout`'s channel order. Internally depthwise channel `j = i·m + r` is
+    /// component `r` of input channel `i`; the replicated form reads input channel `q mod C_in`
+    /// at channel `q = r·C_in + i`, so both weights are permuted to that order.
+    fn emitted(&self, layout: Layout) -> Emitted {
+        let (m, area, width) = (self.rank, self.depthwise.len() / (self.c_in * self.rank), self.c_in * self.rank);
+        let replicated = layout == Layout::Replicated && m > 1;
+        // Internal index of the emitted channel q.
+        let source = |q: usize| if replicated { (q % self.c_in) * m + q / self.c_in } else { q };
+        let depthwise = (0..width).flat_map(|q| self.depthwise[source(q) * area..][..area].iter().copied()).collect();
+        let pointwise =
+            (0..self.c_out).flat_map(|o| (0..width).map(move |q| (o, q))).map(|(o, q)| self.pointwise[(o, source(q))] as f32).collect();
+        Emitted { copies: if replicated { m } else { 1 }, group: if replicated { width } else { self.c_in }, depthwise, pointwise }
     }
 }
 
@@ -231,6 +290,9 @@ impl SeparableConv {
         }
         if self.params.ridge < 0.0 || !self.params.max_macs_ratio.is_finite() {
             return Err("separable_conv: ridge must be >= 0 and max_macs_ratio a number".into());
+        }
+        if self.params.latency_check && self.params.latency_runs < 2 {
+            return Err(format!("separable_conv: latency_runs = {}, need at least 2", self.params.latency_runs));
         }
         Ok(())
     }
@@ -339,6 +401,7 @@ impl SeparableConv {
             weight_error,
             macs_ratio: ratio,
             refit_snr: None,
+            latency: None,
         }))
     }
 
@@ -352,7 +415,7 @@ impl SeparableConv {
             let order = g.node(f.conv).expect("planned").order;
             let w = patch.add_constant(&format!("separable_tap_w{k}"), Tensor::from_f32("", &f.depthwise_dims(), &f.depthwise));
             let tap = g.fresh_name(&format!("{}_separable_tap", g.value(f.output).name));
-            patch.add_op(f.depthwise_spec(g, &tap), vec![Wire::Value(f.input), w], order);
+            patch.add_op(f.depthwise_spec(g, &tap, f.c_in), vec![Wire::Value(f.input), w], order);
         }
         patch.check(&tapped.graph).map_err(|e| PassError::new(format!("separable_conv refit: {e}")))?;
         let added = patch.apply(&mut tapped.graph);
@@ -396,6 +459,18 @@ impl SeparableConv {
         Ok(())
     }
 
+    /// The layer and its rewrite, each cut out of the graph as a model of its own, timed by `measure`.
+    fn time_alone(&self, model: &Model, f: &Factored, measure: &dyn Measure) -> Result<LatencyComparison, String> {
+        let layer = whittle_graph::extract::single_node_model(model, f.conv)?;
+        let mut rewritten = layer.clone();
+        let conv = *rewritten.graph.node_ids().first().ok_or("the cut-out layer has no node")?;
+        let alone = self.factor(&rewritten.graph, conv)?.ok_or("not a candidate alone")?;
+        let patch = self.rewrite(&rewritten.graph, &alone);
+        patch.check(&rewritten.graph).map_err(|e| e.0)?;
+        patch.apply(&mut rewritten.graph);
+        measure.latency(&layer, &rewritten, self.params.latency_runs).map_err(|e| e.0)
+    }
+
     /// The patch replacing the Conv by its depthwise and pointwise pair.
     fn rewrite(&self, g: &Graph, f: &Factored) -> Patch {
         let order = g.node(f.conv).expect("planned").order;
@@ -415,17 +490,23 @@ impl SeparableConv {
         if let Some((before, after)) = f.refit_snr {
             change.push_str(&format!(", refit output SNR {before:.1} -> {after:.1} dB"));
         }
+        if let Some(timed) = &f.latency {
+            change.push_str(&format!(", {timed}"));
+        }
         let mut p = Patch::new(change);
         let out_name = &g.value(f.output).name;
-        let dw_w = p.add_constant(&format!("{out_name}_dw_w"), Tensor::from_f32("", &f.depthwise_dims(), &f.depthwise));
+        let e = f.emitted(self.params.layout);
+        let dw_w = p.add_constant(&format!("{out_name}_dw_w"), Tensor::from_f32("", &f.depthwise_dims(), &e.depthwise));
         // The input as it is now: an earlier rewrite may have replaced the value feeding this Conv.
-        let input = g.node(f.conv).and_then(|n| n.input(0)).unwrap_or(f.input);
-        let dw = p.add_op(f.depthwise_spec(g, &format!("{out_name}_dw")), vec![Wire::Value(input), dw_w], order);
+        let mut input = Wire::Value(g.node(f.conv).and_then(|n| n.input(0)).unwrap_or(f.input));
+        if e.copies > 1 {
+            let spec = OpSpec::new("Concat", &[], &format!("{out_name}_copies")).named(&format!("{label}_copies"));
+            input = Wire::output(p.add_op(spec.attr(attr_int("axis", 1)), vec![input; e.copies], order), 0);
+        }
+        let dw = p.add_op(f.depthwise_spec(g, &format!("{out_name}_dw"), e.group), vec![input, dw_w], order);
         let width = f.c_in * f.rank;
         let pw_dims: Vec<i64> = [vec![f.c_out as i64, width as i64], vec![1; f.kernel.len()]].concat();
-        let pw_values: Vec<f32> =
-            (0..f.c_out).flat_map(|o| (0..width).map(move |j| (o, j))).map(|(o, j)| f.pointwise[(o, j)] as f32).collect();
-        let pw_w = p.add_constant(&format!("{out_name}_pw_w"), Tensor::from_f32("", &pw_dims, &pw_values));
+        let pw_w = p.add_constant(&format!("{out_name}_pw_w"), Tensor::from_f32("", &pw_dims, &e.pointwise));
         let bias = match (f.bias, f.refit_snr.is_some()) {
             (Some(b), false) => Some(Wire::Value(b)),
             (None, false) => None,
@@ -496,6 +577,23 @@ impl Pass for SeparableConv {
         }
         if let Some(measure) = measure {
             self.refit(model, &mut layers, measure)?;
+        }
+        if self.params.latency_check {
+            let measure = ctx.require_measure(Self::NAME).map_err(|_| {
+                PassError::unsupported_model("separable_conv: latency_check times layers with the runner's tract; run it in a pipeline with a `calibration:` section")
+            })?;
+            let mut kept = Vec::with_capacity(layers.len());
+            for mut f in layers {
+                match self.time_alone(model, &f, measure) {
+                    Ok(t) if t.faster() => {
+                        f.latency = Some(t);
+                        kept.push(f);
+                    }
+                    Ok(t) => report.decline(model.graph.node_label(f.conv), "Conv", format!("not measured faster in tract: {t}")),
+                    Err(why) => report.decline(model.graph.node_label(f.conv), "Conv", format!("could not be timed: {why}")),
+                }
+            }
+            layers = kept;
         }
         let g = &mut model.graph;
         for f in &layers {

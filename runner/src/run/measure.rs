@@ -9,6 +9,9 @@
 //!   (computed once, on first use), judged by the pipeline's own accuracy thresholds (every
 //!   threshold but size and latency) with the same comparison code the gate uses. Answers are
 //!   cached by the candidate's bytes.
+//! - `latency`: both standalone models loaded with their declared input shapes and timed with the
+//!   gate's protocol (`verify::measure_latency`: interleaved, paired bootstrap interval) on
+//!   pseudo-random inputs from a fixed seed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +21,7 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 use sha2::Digest;
 use whittle_graph::Model;
-use whittle_passes::measure::{Fidelity, Measure, MeasureError, Sink};
+use whittle_passes::measure::{Fidelity, LatencyComparison, Measure, MeasureError, Sink};
 
 use crate::data::{InputSet, InputShape, Labels};
 use crate::gate::{self, CheckStatus, Measured};
@@ -184,6 +187,41 @@ impl Measure for TractMeasure<'_> {
         let fidelity = judge(self.verify, &cmp);
         self.fidelity_cache.lock().expect("cache lock").insert(key, fidelity.clone());
         Ok(fidelity)
+    }
+
+    fn latency(&self, baseline: &Model, candidate: &Model, runs: usize) -> Result<LatencyComparison, MeasureError> {
+        use rand::{RngExt, SeedableRng};
+        self.used.store(true, Ordering::Relaxed);
+        let g = &baseline.graph;
+        let mut shapes = Vec::new();
+        let mut sample = Vec::new();
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(0);
+        for v in g.inputs() {
+            let value = g.value(v);
+            let dims = value.shape.as_ref().and_then(|s| s.concrete()).filter(|d| d.iter().all(|&d| d >= 0));
+            let (Some(dims), Some(whittle_graph::DataType::Float)) = (dims, value.dtype) else {
+                return Err(MeasureError(format!("timing needs f32 inputs of fixed shapes; `{}` is not one", value.name)));
+            };
+            let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+            let values: Vec<f32> = (0..dims.iter().product::<usize>()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let array = ArrayD::from_shape_vec(dims.clone(), values).map_err(|e| MeasureError(e.to_string()))?;
+            sample.push((value.name.clone(), tract_onnx::prelude::Tensor::from(array)));
+            shapes.push((value.name.clone(), dims));
+        }
+        let load = |m: &Model| {
+            verify::load_model(&whittle_graph::encode_for_runtime(m), &shapes)
+                .map_err(|e| MeasureError(format!("tract cannot load the model to time: {e}")))
+        };
+        let (a, b) = (load(baseline)?, load(candidate)?);
+        let options = verify::LatencyOptions { warmup: 2, runs, ..verify::LatencyOptions::default() };
+        let r = verify::measure_latency(&a, &b, &sample, &options).map_err(|e| MeasureError(format!("timing: {e}")))?;
+        Ok(LatencyComparison {
+            runs,
+            baseline_ms: r.original.median_ms,
+            candidate_ms: r.candidate.median_ms,
+            ratio: r.ratio.median_ratio,
+            ci95: (r.ratio.ci95_low, r.ratio.ci95_high),
+        })
     }
 
     fn data_fingerprint(&self) -> String {
