@@ -5,6 +5,7 @@ mod cleanup_passes;
 mod constant_eval;
 mod ir_and_validation;
 mod ir_toolkit_numeric;
+mod low_rank;
 mod pass_properties;
 mod pass_snapshots;
 mod quantization;

@@ -50,7 +50,9 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     let un = b.node("Unsqueeze", &[relu], &["un"], vec![attr_ints("axes", &[0])])[0];
     let sq = b.node("Squeeze", &[un], &["sq"], vec![attr_ints("axes", &[0])])[0];
     // A MatMul with a constant weight, for the weight and dynamic quantizers.
-    let wm = constant(&mut b, "wm", &[8, 3], 6);
+    // Of rank 1, for the low-rank factorization.
+    let rank_one: Vec<f32> = (0..24).map(|e| ((e / 3) as f32 - 3.5) * ((e % 3) as f32 + 1.0) / 8.0).collect();
+    let wm = b.constant("wm", Tensor::from_f32("wm", &[8, 3], &rank_one));
     let y = b.node("MatMul", &[sq, wm], &["y"], vec![])[0];
     let _dead = b.node("Sigmoid", &[x], &["dead"], vec![])[0];
     b.output(y);

@@ -14,9 +14,9 @@ use whittle_passes::{Pass, PassContext, PassReport};
 use whittle_runner::data::{Distribution, InputSet};
 use whittle_runner::pipeline::VerifySpec;
 use whittle_runner::run::measure::TractMeasure;
-use whittle_runner::verify::{CompareOptions, load_model, run_all};
+use whittle_runner::verify::CompareOptions;
 
-use whittle_tests::numeric::{assert_same_outputs, constant, weights};
+use whittle_tests::numeric::{assert_same_outputs, constant, sqnr_db, weights};
 
 fn text(m: &Model) -> String {
     model_text(m, &TextOptions { tensors: TensorDigest::Stats, ..Default::default() })
@@ -50,21 +50,6 @@ fn separate(model: &Model, params: Params, input: (&str, &[i64]), data: Option<&
     let issues = whittle_graph::validate::validate(&after);
     assert!(issues.is_empty(), "invalid after the rewrite: {issues:?}");
     (shaped(&after, input), report)
-}
-
-/// Lowest output SQNR (dB) of `b` against `a` on `data`, run by tract.
-fn sqnr_db(a: &Model, b: &Model, input: (&str, &[i64]), data: &InputSet) -> f64 {
-    let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect::<Vec<_>>())];
-    let run = |m: &Model| run_all(&load_model(&whittle_graph::encode_for_runtime(m), &shapes).unwrap(), data).unwrap();
-    let (oa, ob) = (run(a), run(b));
-    let (mut signal, mut noise) = (0f64, 0f64);
-    for (sa, sb) in oa.iter().zip(&ob) {
-        for (x, y) in sa.iter().zip(sb) {
-            signal += x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-            noise += x.iter().zip(y.iter()).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>();
-        }
-    }
-    10.0 * (signal / noise.max(1e-300)).log10()
 }
 
 fn fixed(rank: usize) -> Params {

@@ -7,6 +7,7 @@ pub mod linalg;
 pub mod measure;
 pub mod pass;
 pub mod quant;
+pub mod rank;
 pub mod registry;
 pub mod rewrite;
 
@@ -16,6 +17,7 @@ pub mod dead_code;
 pub mod fold_batchnorm;
 pub mod fold_channelwise;
 pub mod initializers_as_constants;
+pub mod low_rank;
 pub mod opset_conversion;
 pub mod quantize_dynamic;
 pub mod quantize_static;

@@ -95,6 +95,7 @@ declare_passes! {
     cross_layer_equalization::CrossLayerEqualization,
     dead_code::DeadCode,
     separable_conv::SeparableConv,
+    low_rank::LowRank,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,

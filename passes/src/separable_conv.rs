@@ -38,68 +38,9 @@ use crate::linalg::{NormalEquations, snr_db, truncated_svd};
 use crate::measure::{LatencyComparison, Measure};
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
+pub use crate::rank::RankRule;
+use crate::rank::{cumulative_energy, weight_error};
 use crate::rewrite::is_exclusive_constant;
-
-/// How the rank of each layer is chosen. Written as a map of one key: `{energy: 0.95}`,
-/// `{max_error: 0.2}`, `{macs_ratio: 0.5}` or `{fixed: 3}`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RankSpec", into = "RankSpec")]
-pub enum RankRule {
-    /// The smallest rank keeping at least this share of the weight's energy (Σσ²), in (0, 1].
-    Energy(f64),
-    /// The smallest rank whose relative weight error ‖W − Ŵ‖/‖W‖ is at most this.
-    MaxError(f64),
-    /// The largest rank whose layer MACs are at most this share of the original's.
-    MacsRatio(f64),
-    /// This rank in every layer (capped at full rank).
-    Fixed(usize),
-}
-
-/// [`RankRule`] as written in a pipeline: exactly one of the keys.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RankSpec {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    energy: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_error: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    macs_ratio: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fixed: Option<usize>,
-}
-
-impl TryFrom<RankSpec> for RankRule {
-    type Error = String;
-    fn try_from(s: RankSpec) -> Result<RankRule, String> {
-        let rules: Vec<RankRule> = [
-            s.energy.map(RankRule::Energy),
-            s.max_error.map(RankRule::MaxError),
-            s.macs_ratio.map(RankRule::MacsRatio),
-            s.fixed.map(RankRule::Fixed),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match rules[..] {
-            [rule] => Ok(rule),
-            _ => Err("give exactly one of `energy`, `max_error`, `macs_ratio`, `fixed` (e.g. {energy: 0.95})".into()),
-        }
-    }
-}
-
-impl From<RankRule> for RankSpec {
-    fn from(r: RankRule) -> RankSpec {
-        let mut s = RankSpec::default();
-        match r {
-            RankRule::Energy(e) => s.energy = Some(e),
-            RankRule::MaxError(e) => s.max_error = Some(e),
-            RankRule::MacsRatio(m) => s.macs_ratio = Some(m),
-            RankRule::Fixed(m) => s.fixed = Some(m),
-        }
-        s
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -257,37 +198,10 @@ fn macs_ratio(m: usize, area: usize, c_out: usize) -> f64 {
     (m * (area + c_out)) as f64 / (c_out * area) as f64
 }
 
-/// The rank `rule` picks, from the squared singular values kept by each rank (`energy[r]`: share of
-/// the energy in the top `r + 1` components, summed over input channels).
-fn choose_rank(rule: RankRule, energy: &[f64], area: usize, c_out: usize) -> Result<usize, String> {
-    let full = energy.len();
-    let smallest_with = |share: f64| energy.iter().position(|&e| e >= share - 1e-12).map_or(full, |r| r + 1);
-    match rule {
-        RankRule::Energy(e) => Ok(smallest_with(e)),
-        RankRule::MaxError(err) => Ok(smallest_with(1.0 - err * err)),
-        RankRule::MacsRatio(budget) => match (1..=full).rev().find(|&m| macs_ratio(m, area, c_out) <= budget) {
-            Some(m) => Ok(m),
-            None => Err(format!("even rank 1 costs {:.2}x the MACs, above the budget {budget}", macs_ratio(1, area, c_out))),
-        },
-        RankRule::Fixed(m) => Ok(m.clamp(1, full)),
-    }
-}
-
 impl SeparableConv {
     fn check_params(&self) -> Result<(), String> {
         self.selection.check()?;
-        let ok = match self.params.rank {
-            RankRule::Energy(e) => e > 0.0 && e <= 1.0,
-            RankRule::MaxError(e) => (0.0..1.0).contains(&e),
-            RankRule::MacsRatio(r) => r > 0.0,
-            RankRule::Fixed(m) => m >= 1,
-        };
-        if !ok {
-            return Err(format!(
-                "separable_conv: rank {:?} is out of range (energy in (0, 1], max_error in [0, 1), macs_ratio > 0, fixed >= 1)",
-                self.params.rank
-            ));
-        }
+        self.params.rank.check(Self::NAME)?;
         if self.params.ridge < 0.0 || !self.params.max_macs_ratio.is_finite() {
             return Err("separable_conv: ridge must be >= 0 and max_macs_ratio a number".into());
         }
@@ -340,30 +254,18 @@ impl SeparableConv {
         // Per input channel: U·√σ (C_out × p) and √σ·Vᵀ (p × K), and the squared singular values.
         let mut factors = Vec::with_capacity(c_in);
         let mut energy_by_rank = vec![0.0f64; full_rank];
-        let mut total = 0.0f64;
         for i in 0..c_in {
             let m = DMatrix::from_fn(c_out, area, |o, k| weights[(o * c_in + i) * area + k] as f64);
             let (u, sigma, vt) = truncated_svd(&m);
             for (r, s) in sigma.iter().enumerate() {
                 energy_by_rank[r] += s * s;
-                total += s * s;
             }
             factors.push((u, sigma, vt));
         }
-        if total == 0.0 {
-            return Err("its weight is all zeros".into());
-        }
-        let mut cumulative = 0.0;
-        let energy: Vec<f64> = energy_by_rank
-            .iter()
-            .map(|e| {
-                cumulative += e;
-                cumulative / total
-            })
-            .collect();
-        let rank = choose_rank(self.params.rank, &energy, area, c_out)?;
+        let energy = cumulative_energy(&energy_by_rank).ok_or("its weight is all zeros")?;
+        let rank = self.params.rank.choose(&energy, |m| macs_ratio(m, area, c_out))?;
         let ratio = macs_ratio(rank, area, c_out);
-        let weight_error = (1.0 - energy[rank - 1]).max(0.0).sqrt();
+        let weight_error = weight_error(&energy, rank);
         if ratio > self.params.max_macs_ratio {
             return Err(format!(
                 "rank {rank} of {full_rank} (weight error {:.1}%) would cost {ratio:.2}x the MACs, above max_macs_ratio {}",
@@ -621,17 +523,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rank_rules() {
-        // Energy kept by rank 1..4 of a 3x3 kernel with 16 outputs.
-        let energy = [0.5, 0.8, 0.95, 1.0];
-        assert_eq!(choose_rank(RankRule::Energy(0.9), &energy, 9, 16).unwrap(), 3);
-        assert_eq!(choose_rank(RankRule::Energy(1.0), &energy, 9, 16).unwrap(), 4);
-        // Error 0.5 <=> energy 0.75.
-        assert_eq!(choose_rank(RankRule::MaxError(0.5), &energy, 9, 16).unwrap(), 2);
-        // m·25/144 <= 0.4 -> m = 2.
-        assert_eq!(choose_rank(RankRule::MacsRatio(0.4), &energy, 9, 16).unwrap(), 2);
-        assert!(choose_rank(RankRule::MacsRatio(0.1), &energy, 9, 16).is_err());
-        assert_eq!(choose_rank(RankRule::Fixed(9), &energy, 9, 16).unwrap(), 4);
+    fn macs_of_the_pair() {
+        // m·(K + C_out) / (C_out·K): rank 1 of a 3x3 kernel with 64 outputs.
         assert!((macs_ratio(1, 9, 64) - 73.0 / 576.0).abs() < 1e-12);
+        assert!((macs_ratio(2, 9, 16) - 50.0 / 144.0).abs() < 1e-12);
     }
 }

@@ -77,6 +77,22 @@ pub mod numeric {
         oa.into_iter().zip(ob).flat_map(|(sa, sb)| sa.into_iter().zip(sb)).collect()
     }
 
+    /// Signal-to-noise ratio (dB) of `b`'s outputs against `a`'s over every output of every
+    /// sample of `data`, run by tract.
+    pub fn sqnr_db(a: &Model, b: &Model, input: (&str, &[i64]), data: &InputSet) -> f64 {
+        let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect::<Vec<_>>())];
+        let run = |m: &Model| run_all(&load_model(&whittle_graph::encode_for_runtime(m), &shapes).unwrap(), data).unwrap();
+        let (oa, ob) = (run(a), run(b));
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for (sa, sb) in oa.iter().zip(&ob) {
+            for (x, y) in sa.iter().zip(sb) {
+                signal += x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+                noise += x.iter().zip(y.iter()).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>();
+            }
+        }
+        10.0 * (signal / noise.max(1e-300)).log10()
+    }
+
     /// Both models give the same outputs (to `tol` of the output magnitude) on random inputs.
     pub fn assert_same_outputs(a: &Model, b: &Model, input: (&str, &[i64]), tol: f32) {
         for (x, y) in outputs(a, b, input) {
