@@ -9,3 +9,4 @@ mod cli_limits;
 mod cli_pipelines_bad;
 mod cli_quantize;
 mod cli_run;
+mod cli_separable;

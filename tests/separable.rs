@@ -16,7 +16,7 @@ use whittle_runner::pipeline::VerifySpec;
 use whittle_runner::run::measure::TractMeasure;
 use whittle_runner::verify::CompareOptions;
 
-use whittle_tests::numeric::{assert_same_outputs, constant, sqnr_db, weights};
+use whittle_tests::numeric::{assert_same_outputs, constant, sqnr_db};
 
 fn text(m: &Model) -> String {
     model_text(m, &TextOptions { tensors: TensorDigest::Stats, ..Default::default() })
@@ -169,37 +169,9 @@ fn separable_conv_rejects_out_of_range_rank_rules() {
     assert!(err.is_err_and(|e| e.message.contains("calibration data")));
 }
 
-/// A VGG-style stack: `x[1, 3, 32, 32]` -> four 3×3 Convs (3 -> 16 -> 32 -> 32 -> 64) with Relus.
-/// `structured`: each input channel's filters span 3 kernels (+ noise 40 dB below), the
-/// low-rank structure trained filters have to a degree; else plain random weights.
+/// The VGG-style stack of the tests: `x[1, 3, 32, 32]` -> four 3×3 Convs (3 -> 16 -> 32 -> 32 -> 64).
 fn vgg_stack(structured: bool) -> Model {
-    let mut b = GraphBuilder::new(13);
-    let mut h: ValueId = b.input("x", DataType::Float, &[1, 3, 32, 32]);
-    let widths = [3usize, 16, 32, 32, 64];
-    for (l, pair) in widths.windows(2).enumerate() {
-        let (c_in, c_out) = (pair[0], pair[1]);
-        let w: Vec<f32> = if structured {
-            let (mix, basis, noise) =
-                (weights(c_out * c_in * 3, 10 + l as u64), weights(c_in * 3 * 9, 20 + l as u64), weights(c_out * c_in * 9, 30 + l as u64));
-            (0..c_out * c_in * 9)
-                .map(|e| {
-                    let (o, i, k) = (e / (c_in * 9), (e / 9) % c_in, e % 9);
-                    let low: f32 = (0..3).map(|r| mix[(o * c_in + i) * 3 + r] * basis[(i * 3 + r) * 9 + k]).sum();
-                    low + 0.005 * noise[e]
-                })
-                .collect()
-        } else {
-            weights(c_out * c_in * 9, 40 + l as u64)
-        };
-        let scale = (2.0 / (c_in * 9) as f32).sqrt();
-        let w: Vec<f32> = w.iter().map(|v| v * scale).collect();
-        let wv = b.constant(&format!("w{l}"), Tensor::from_f32("", &[c_out as i64, c_in as i64, 3, 3], &w));
-        let bias = constant(&mut b, &format!("b{l}"), &[c_out as i64], 50 + l as u64);
-        let c = b.node("Conv", &[h, wv, bias], &[&format!("conv{l}")], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
-        h = if l + 1 < widths.len() - 1 { b.node("Relu", &[c], &[&format!("relu{l}")], vec![])[0] } else { c };
-    }
-    b.output(h);
-    b.finish()
+    whittle_tests::numeric::vgg_stack(&[3, 16, 32, 32, 64], 32, structured, None)
 }
 
 #[test]

@@ -477,9 +477,6 @@ impl Pass for SeparableConv {
         if layers.is_empty() {
             return Ok(report);
         }
-        if let Some(measure) = measure {
-            self.refit(model, &mut layers, measure)?;
-        }
         if self.params.latency_check {
             let measure = ctx.require_measure(Self::NAME).map_err(|_| {
                 PassError::unsupported_model("separable_conv: latency_check times layers with the runner's tract; run it in a pipeline with a `calibration:` section")
@@ -496,6 +493,12 @@ impl Pass for SeparableConv {
                 }
             }
             layers = kept;
+        }
+        // Refitted after the timing (which does not depend on the weights): only what is kept.
+        if let Some(measure) = measure
+            && !layers.is_empty()
+        {
+            self.refit(model, &mut layers, measure)?;
         }
         let g = &mut model.graph;
         for f in &layers {

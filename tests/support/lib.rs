@@ -93,6 +93,61 @@ pub mod numeric {
         10.0 * (signal / noise.max(1e-300)).log10()
     }
 
+    /// A VGG-style stack: `x[1, widths[0], side, side]` -> 3×3 Convs (pads 1) through the
+    /// `widths`, with Relus between them. `structured`: each input channel's filters span 3
+    /// kernels (+ noise 40 dB below), the low-rank structure trained filters have to a degree;
+    /// else plain random weights. `head: Some(n)`: then GlobalAveragePool, Flatten and a Gemm to
+    /// `n` outputs whose weight has rank 4.
+    pub fn vgg_stack(widths: &[usize], side: i64, structured: bool, head: Option<usize>) -> Model {
+        use whittle_graph::DataType;
+        use whittle_graph::builder::attr_ints;
+        let mut b = GraphBuilder::new(13);
+        let mut h: ValueId = b.input("x", DataType::Float, &[1, widths[0] as i64, side, side]);
+        for (l, pair) in widths.windows(2).enumerate() {
+            let (c_in, c_out) = (pair[0], pair[1]);
+            let w: Vec<f32> = if structured {
+                let (mix, basis, noise) = (
+                    weights(c_out * c_in * 3, 10 + l as u64),
+                    weights(c_in * 3 * 9, 20 + l as u64),
+                    weights(c_out * c_in * 9, 30 + l as u64),
+                );
+                (0..c_out * c_in * 9)
+                    .map(|e| {
+                        let (o, i, k) = (e / (c_in * 9), (e / 9) % c_in, e % 9);
+                        let low: f32 = (0..3).map(|r| mix[(o * c_in + i) * 3 + r] * basis[(i * 3 + r) * 9 + k]).sum();
+                        low + 0.005 * noise[e]
+                    })
+                    .collect()
+            } else {
+                weights(c_out * c_in * 9, 40 + l as u64)
+            };
+            let scale = (2.0 / (c_in * 9) as f32).sqrt();
+            let w: Vec<f32> = w.iter().map(|v| v * scale).collect();
+            let wv = b.constant(&format!("w{l}"), Tensor::from_f32("", &[c_out as i64, c_in as i64, 3, 3], &w));
+            let bias = constant(&mut b, &format!("b{l}"), &[c_out as i64], 50 + l as u64);
+            let c = b.node("Conv", &[h, wv, bias], &[&format!("conv{l}")], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+            h = if l + 2 < widths.len() || head.is_some() { b.node("Relu", &[c], &[&format!("relu{l}")], vec![])[0] } else { c };
+        }
+        if let Some(n) = head {
+            let k = *widths.last().expect("at least one width");
+            let pooled = b.node("GlobalAveragePool", &[h], &["pooled"], vec![])[0];
+            let flat = b.node("Flatten", &[pooled], &["flat"], vec![])[0];
+            let (left, right) = (weights(k * 4, 60), weights(4 * n, 61));
+            let w: Vec<f32> = (0..k * n).map(|e| (0..4).map(|r| left[(e / n) * 4 + r] * right[r * n + e % n]).sum()).collect();
+            let wv = b.constant("head_w", Tensor::from_f32("", &[k as i64, n as i64], &w));
+            let bias = constant(&mut b, "head_b", &[n as i64], 62);
+            h = b.node("Gemm", &[flat, wv, bias], &["logits"], vec![])[0];
+        }
+        // Declared like an exporter would (the builder leaves unknown shapes undeclared).
+        let dims = match head {
+            Some(n) => vec![1, n as i64],
+            None => vec![1, *widths.last().expect("at least one width") as i64, side, side],
+        };
+        b.graph_mut().value_mut(h).shape = Some(whittle_graph::Shape::from_dims(&dims));
+        b.output(h);
+        b.finish()
+    }
+
     /// Both models give the same outputs (to `tol` of the output magnitude) on random inputs.
     pub fn assert_same_outputs(a: &Model, b: &Model, input: (&str, &[i64]), tol: f32) {
         for (x, y) in outputs(a, b, input) {
