@@ -14,22 +14,11 @@
 # Needs the venv .venv-peer (onnx, numpy) for the generator; creates it if missing.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OUT="$ROOT/bench/out"
 SIZES=${SIZES:-"1000 10000 100000"}
-VENV="$ROOT/.venv-peer"
-PY="$VENV/bin/python"
 mkdir -p "$OUT/nodes"
-
-if [[ ! -x "$PY" ]] || ! "$PY" -c 'import onnx, numpy' 2>/dev/null; then
-    echo "== creating the Python venv $VENV (onnx, onnxruntime, numpy)" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q onnx onnxruntime numpy >&2
-fi
-if [[ -z "${WHITTLE_BIN:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p whittle)
-    WHITTLE_BIN="$ROOT/target/release/whittle"
-fi
 differential=false
 [[ "${DIFFERENTIAL:-0}" == 1 ]] && differential=true
 
@@ -39,7 +28,7 @@ for n in $SIZES; do
     [[ -f "$model" ]] || "$PY" "$ROOT/bench/make_chain_model.py" "$model" --nodes "$n"
     report="$OUT/nodes/chain$n.report.json"
     start=$EPOCHREALTIME
-    "$WHITTLE_BIN" run "$ROOT/pipelines/cleanup.yaml" --model "$model" --input x=1,8 --eval random \
+    "$WHITTLE" run "$ROOT/pipelines/cleanup.yaml" --model "$model" --input x=1,8 --eval random \
         --set verify.latency_runs=0 --set verify.differential=$differential \
         --out "$OUT/nodes/chain$n.clean.onnx" --report "$report" --force > /dev/null
     end=$EPOCHREALTIME

@@ -22,30 +22,15 @@
 # the Python venv /work/main/.venv-peer (git-ignored) with onnx, onnxruntime and numpy.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT="$ROOT/bench/out"
-REPS=${REPS:-5}
-VENV="$ROOT/.venv-peer"
-PY="$VENV/bin/python"
-mkdir -p "$OUT/rt"
-
 if [[ ! -x /usr/bin/time ]]; then
     echo "== /usr/bin/time missing: installing the Debian package 'time' (apt-get)" >&2
     apt-get update -qq && apt-get install -y -qq time >&2
 fi
-if [[ ! -x "$PY" ]] || ! "$PY" -c 'import onnx, numpy' 2>/dev/null; then
-    echo "== creating the Python venv $VENV (onnx, onnxruntime, numpy)" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q onnx onnxruntime numpy >&2
-fi
-
-if [[ -n "${WHITTLE_BIN:-}" ]]; then
-    WHITTLE="$WHITTLE_BIN"
-else
-    echo "== cargo build --release -p whittle (takes several minutes from scratch)" >&2
-    (cd "$ROOT" && cargo build --release -p whittle >&2)
-    WHITTLE="$ROOT/target/release/whittle"
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+OUT="$ROOT/bench/out"
+REPS=${REPS:-5}
+mkdir -p "$OUT/rt"
 
 BIG="$OUT/big_mlp_200mb.onnx"
 ONE="$OUT/one_tensor_200mb.onnx"

@@ -6,7 +6,7 @@
 # per-layer latency check; then the PP-OCR det pipeline (pipelines/ppocr_det_separable.yaml) at a
 # few rank settings when ../shared is present. Every figure is what the run's report measured:
 # MACs, SQNR or text-mask IoU on the evaluation data, tract latency ratio with its 95% interval
-# (single thread, candidate and original interleaved, 20 runs).
+# (single thread, candidate and original interleaved, RUNS=50 runs).
 #
 #   bash bench/separable.sh                      # builds whittle (release)
 #   WHITTLE_BIN=path/to/whittle bash bench/separable.sh
@@ -16,21 +16,10 @@
 # Writes $OUT/summary.tsv (default OUT=bench/out/separable).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OUT=${OUT:-"$ROOT/bench/out/separable"}
-VENV="$ROOT/.venv-peer"
-PY="$VENV/bin/python"
 mkdir -p "$OUT"
-
-if [[ ! -x "$PY" ]] || ! "$PY" -c 'import onnx, numpy' 2>/dev/null; then
-    echo "== creating the Python venv $VENV (onnx, onnxruntime, numpy)" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q onnx onnxruntime numpy >&2
-fi
-if [[ -z "${WHITTLE_BIN:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q -p whittle)
-    WHITTLE_BIN="$ROOT/target/release/whittle"
-fi
 vgg="$ROOT/bench/out/vgg.onnx"
 [[ -f "$vgg" ]] || "$PY" "$ROOT/bench/make_vgg_model.py" "$vgg"
 
@@ -50,29 +39,35 @@ PY
 }
 
 step=steps.8.separable_conv
-for setting in "layout=replicated" "layout=multiplier" "latency_check=true"; do
-    report="$OUT/vgg.$setting.report.json"
-    "$WHITTLE_BIN" run "$ROOT/pipelines/separable.yaml" --model "$vgg" --input x=1,32,56,56 \
+vgg_case() { # name, then --set overrides
+    local name=$1 report="$OUT/vgg.$1.report.json"
+    shift
+    "$WHITTLE" run "$ROOT/pipelines/separable.yaml" --model "$vgg" --input x=1,32,56,56 \
         --calibration random:1 --eval random:2 --set "$step.rank={energy: 0.999}" --set $step.refit=false \
-        --set $step.latency_check=false --set "$step.$setting" --set verify.max_top1_drop=null \
-        --out "$OUT/vgg.$setting.onnx" --report "$report" --force > /dev/null || true
-    summarize vgg "$setting" "$report"
-done
+        --set $step.latency_check=false --set verify.latency_runs=$RUNS "$@" \
+        --out "$OUT/vgg.$name.onnx" --report "$report" --force > /dev/null || true
+    summarize vgg "$name" "$report"
+}
+RUNS=${RUNS:-50}
+vgg_case "energy 0.999 (rank 3)"
+vgg_case "energy 0.999, layout multiplier" --set $step.layout=multiplier
+vgg_case "energy 0.999, latency_check" --set $step.latency_check=true
+vgg_case "fixed 2" --set "$step.rank={fixed: 2}"
+vgg_case "fixed 1" --set "$step.rank={fixed: 1}"
 
 if [[ "${DET:-1}" == 1 && -d "$ROOT/../shared/models" ]]; then
-    det="$ROOT/pipelines/ppocr_det_separable.yaml"
     step=steps.7.separable_conv
-    while IFS='|' read -r name sets; do
-        report="$OUT/det.$name.report.json"
-        # shellcheck disable=SC2086
-        "$WHITTLE_BIN" run "$det" $sets --out "$OUT/det.$name.onnx" --report "$report" --force > /dev/null || true
+    det_case() { # name, then --set overrides
+        local name=$1 report="$OUT/det.$1.report.json"
+        shift
+        "$WHITTLE" run "$ROOT/pipelines/ppocr_det_separable.yaml" --set verify.latency_runs=$RUNS "$@" \
+            --out "$OUT/det.$name.onnx" --report "$report" --force > /dev/null || true
         summarize det "$name" "$report"
-    done <<EOF2
-shipped|
-all six, macs_ratio 0.5|--set $step.exclude=[] --set $step.latency_check=false
-no stem, fixed 2|--set $step.rank={fixed:2} --set $step.latency_check=false
-no stem, fixed 5|--set $step.rank={fixed:5} --set $step.latency_check=false
-latency_check, all six|--set $step.exclude=[] --set $step.latency_check=true
-EOF2
+    }
+    det_case "shipped: fixed 2, latency_check"
+    det_case "fixed 2, all six" --set $step.latency_check=false
+    det_case "fixed 3, all six" --set "$step.rank={fixed: 3}" --set $step.latency_check=false
+    det_case "fixed 3, latency_check" --set "$step.rank={fixed: 3}"
+    det_case "fixed 5, all six" --set "$step.rank={fixed: 5}" --set $step.latency_check=false
 fi
 column -t -s $'\t' "$OUT/summary.tsv"

@@ -6,7 +6,7 @@ use whittle_graph::builder::{GraphBuilder, attr_int, attr_ints};
 use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::stats::model_stats;
 use whittle_graph::text::{TensorDigest, TextOptions, diff_text, model_text};
-use whittle_graph::{DataType, Model, Tensor, ValueId};
+use whittle_graph::{DataType, Model};
 use whittle_passes::measure::{Fidelity, LatencyComparison, Measure, MeasureError, Sink};
 use whittle_passes::pass::PassDef;
 use whittle_passes::separable_conv::{Layout, Params, RankRule, SeparableConv};

@@ -27,7 +27,7 @@ use whittle_graph::{DataType, Graph, Model, NodeId, Tensor};
 use crate::linalg::truncated_svd;
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
-use crate::rank::{RankRule, cumulative_energy, weight_error};
+use crate::rank::{MAX_MACS_RATIO_PARAM, RANK_PARAM, RankRule, cumulative_energy, weight_error};
 use crate::rewrite::is_exclusive_constant;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,12 +61,8 @@ impl PassDef for LowRank {
     const EXACT: bool = false;
     type Params = Params;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
-        (
-            "rank",
-            "{energy|max_error|macs_ratio|fixed: N}",
-            "rank rule per layer: energy kept, weight error bound, MACs budget, or a fixed rank",
-        ),
-        ("max_macs_ratio", "float", "rewrite a layer only where MACs after/before is at most this"),
+        RANK_PARAM,
+        MAX_MACS_RATIO_PARAM,
         ("op_types", "list", "op types to factor (empty: MatMul, Gemm)"),
         ("include", "list", "node name patterns to factor (empty: all)"),
         ("exclude", "list", "node name patterns or op types kept as they are"),

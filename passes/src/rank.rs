@@ -68,6 +68,16 @@ impl From<RankRule> for RankSpec {
     }
 }
 
+/// The documentation of the `rank` parameter of the passes that take a [`RankRule`].
+pub const RANK_PARAM: (&str, &str, &str) = (
+    "rank",
+    "{energy|max_error|macs_ratio|fixed: N}",
+    "rank rule per layer: energy kept, weight error bound, MACs budget, or a fixed rank",
+);
+/// The documentation of their `max_macs_ratio` parameter.
+pub const MAX_MACS_RATIO_PARAM: (&str, &str, &str) =
+    ("max_macs_ratio", "float", "rewrite a layer only where MACs after/before is at most this");
+
 impl RankRule {
     /// Whether the rule's figure is in range; the error names the pass.
     pub fn check(self, pass: &str) -> Result<(), String> {
