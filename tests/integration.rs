@@ -8,6 +8,7 @@ mod ir_toolkit_numeric;
 mod low_rank;
 mod pass_properties;
 mod pass_snapshots;
+mod prune;
 mod quantization;
 mod roundtrip;
 mod run_library;

@@ -27,7 +27,7 @@ type InputShapes = Vec<(String, Vec<i64>)>;
 
 /// Fixtures with something for every cleanup pass to do: an old opset, Identity and Dropout,
 /// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a MatMul, a dead branch,
-/// two convolutions through a Relu, a low-rank 3x3 convolution.
+/// two convolutions through a Relu, a low-rank 3x3 convolution, a convolution large enough to prune.
 fn fixtures() -> Vec<(Model, InputShapes)> {
     let mut b = GraphBuilder::new(11);
     let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
@@ -67,7 +67,10 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
         (0..8 * 2 * 9).map(|e| ((e / 18 + 1) as f32) * (1.0 + (e / 9 % 2) as f32) * ((e % 9) as f32 - 4.0) / 4.0).collect();
     let wc = b.constant("wc", Tensor::from_f32("wc", &[8, 2, 3, 3], &taps));
     let cc = b.node("Conv", &[cb, wc], &["cc"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
-    b.output(cc);
+    // A layer large enough to prune (1152 weights).
+    let wd = constant(&mut b, "wd", &[16, 8, 3, 3], 9);
+    let cd = b.node("Conv", &[cc, wd], &["cd"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+    b.output(cd);
     let mut conv_model = b.finish();
     // An old file: its initializers listed as inputs are not overridable defaults.
     conv_model.meta.ir_version = Some(3);

@@ -18,6 +18,8 @@ use crate::model::Model;
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DtypeTotals {
     pub elements: u64,
+    /// Elements that are not zero (see [`crate::Tensor::nonzero_count`]).
+    pub nonzero: u64,
     pub bytes: u64,
 }
 
@@ -39,6 +41,8 @@ pub struct ModelStats {
     /// Elements of all constant tensors (initializers and Constant-node weights), subgraphs'
     /// included.
     pub parameters: u64,
+    /// Of those, the elements that are not zero.
+    pub nonzero_parameters: u64,
     pub parameter_bytes: u64,
     pub by_dtype: BTreeMap<String, DtypeTotals>,
     /// Sum over the layers with known MACs.
@@ -95,6 +99,7 @@ pub fn model_stats(model: &Model) -> ModelStats {
         nodes,
         op_histogram,
         parameters: by_dtype.values().map(|t| t.elements).sum(),
+        nonzero_parameters: by_dtype.values().map(|t| t.nonzero).sum(),
         parameter_bytes: by_dtype.values().map(|t| t.bytes).sum(),
         by_dtype,
         total_macs: layers.iter().filter_map(|l| l.macs).sum(),
@@ -110,6 +115,7 @@ fn add_constants(g: &Graph, by_dtype: &mut BTreeMap<String, DtypeTotals>) {
         let Some(c) = g.value(v).constant() else { continue };
         let totals = by_dtype.entry(c.tensor.dtype().to_string()).or_default();
         totals.elements += c.tensor.numel();
+        totals.nonzero += c.tensor.nonzero_count();
         totals.bytes += c.tensor.byte_size();
     }
     for id in g.node_ids() {

@@ -232,6 +232,20 @@ impl Tensor {
         }
     }
 
+    /// Elements whose stored bytes are not all zero (+0.0 and 0 count as zero; -0.0 does not).
+    /// Element types narrower than a byte, strings and data not loaded count every element.
+    pub fn nonzero_count(&self) -> u64 {
+        let n = self.numel();
+        let Some(bytes) = self.dtype.storage_bytes(n) else { return n };
+        if n == 0 || bytes % n != 0 {
+            return n;
+        }
+        match self.raw_bytes() {
+            Ok(raw) => raw.chunks_exact((bytes / n) as usize).filter(|e| e.iter().any(|b| *b != 0)).count() as u64,
+            Err(_) => n,
+        }
+    }
+
     pub fn is_external(&self) -> bool {
         self.proto.data_location == Some(DataLocation::External as i32)
     }

@@ -19,6 +19,7 @@ pub mod fold_channelwise;
 pub mod initializers_as_constants;
 pub mod low_rank;
 pub mod opset_conversion;
+pub mod prune_magnitude;
 pub mod quantize_dynamic;
 pub mod quantize_static;
 pub mod quantize_weights;

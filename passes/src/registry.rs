@@ -96,6 +96,7 @@ declare_passes! {
     dead_code::DeadCode,
     separable_conv::SeparableConv,
     low_rank::LowRank,
+    prune_magnitude::PruneMagnitude,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,

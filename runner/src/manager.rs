@@ -31,6 +31,8 @@ pub struct ModelFigures {
     pub nodes: usize,
     /// Elements of all constant tensors.
     pub parameters: u64,
+    /// Of those, the elements that are not zero (what pruning lowers).
+    pub nonzero_parameters: u64,
     pub parameter_bytes: u64,
     /// Size of the model as whittle would write it (all tensors inline).
     pub encoded_bytes: u64,
@@ -47,6 +49,7 @@ impl ModelFigures {
         ModelFigures {
             nodes: stats.nodes,
             parameters: stats.parameters,
+            nonzero_parameters: stats.nonzero_parameters,
             parameter_bytes: stats.parameter_bytes,
             encoded_bytes: whittle_graph::encode_model(model).len() as u64,
             macs: stats.total_macs,

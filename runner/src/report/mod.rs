@@ -116,6 +116,9 @@ pub struct ModelInfo {
     pub file_bytes: u64,
     #[serde(flatten)]
     pub figures: ModelFigures,
+    /// The encoded model compressed with zstd (level 3, what `zstd FILE` writes): the size as
+    /// users ship it, where zeros and repeated weights count for little.
+    pub compressed_bytes: u64,
     /// Nodes per op type.
     pub op_histogram: std::collections::BTreeMap<String, usize>,
 }

@@ -54,7 +54,11 @@ pub fn render_text(r: &Report) -> String {
         let o = &r.original;
         let _ = writeln!(s, "\n{:<16}{:>14}{:>14}{:>9}", "", "before", "after", "ratio");
         row(&mut s, "size (encoded)", o.figures.encoded_bytes as f64, c.figures.encoded_bytes as f64, bytes);
+        row(&mut s, "size (zstd)", o.compressed_bytes as f64, c.compressed_bytes as f64, bytes);
         row(&mut s, "parameters", o.figures.parameters as f64, c.figures.parameters as f64, count);
+        if o.figures.nonzero_parameters != o.figures.parameters || c.figures.nonzero_parameters != c.figures.parameters {
+            row(&mut s, "nonzero params", o.figures.nonzero_parameters as f64, c.figures.nonzero_parameters as f64, count);
+        }
         row(&mut s, "MACs", o.figures.macs as f64, c.figures.macs as f64, count);
         row(&mut s, "nodes", o.figures.nodes as f64, c.figures.nodes as f64, |v| format!("{v}"));
         if let Some(l) = r.verification.as_ref().and_then(|v| v.latency.as_ref()) {

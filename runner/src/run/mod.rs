@@ -659,7 +659,8 @@ fn data_info(description: &str, set: &InputSet) -> DataInfo {
 
 fn model_info(model: &Model, file_bytes: u64) -> ModelInfo {
     let stats = whittle_graph::stats::model_stats(model);
-    ModelInfo { file_bytes, figures: ModelFigures::of(model), op_histogram: stats.op_histogram }
+    let compressed_bytes = zstd::bulk::compress(&whittle_graph::encode_model(model), 3).map_or(0, |c| c.len() as u64);
+    ModelInfo { file_bytes, figures: ModelFigures::of(model), compressed_bytes, op_histogram: stats.op_histogram }
 }
 
 /// The fingerprint of a prepared run (see [`crate::fingerprint`]).
