@@ -45,13 +45,18 @@ pub struct ModelFigures {
 impl ModelFigures {
     /// Measures `model` (run shape inference first for MACs).
     pub fn of(model: &Model) -> ModelFigures {
-        let stats = whittle_graph::stats::model_stats(model);
+        ModelFigures::from_stats(&whittle_graph::stats::model_stats(model), whittle_graph::encode_model(model).len())
+    }
+
+    /// The figures of a model from its statistics and the length of its encoding (for callers
+    /// that have both already).
+    pub fn from_stats(stats: &whittle_graph::stats::ModelStats, encoded_len: usize) -> ModelFigures {
         ModelFigures {
             nodes: stats.nodes,
             parameters: stats.parameters,
             nonzero_parameters: stats.nonzero_parameters,
             parameter_bytes: stats.parameter_bytes,
-            encoded_bytes: whittle_graph::encode_model(model).len() as u64,
+            encoded_bytes: encoded_len as u64,
             macs: stats.total_macs,
             layers_with_unknown_macs: stats.layers_with_unknown_macs,
         }

@@ -658,9 +658,11 @@ fn data_info(description: &str, set: &InputSet) -> DataInfo {
 }
 
 fn model_info(model: &Model, file_bytes: u64) -> ModelInfo {
+    // One statistics pass and one encoding serve the figures and the compressed size.
     let stats = whittle_graph::stats::model_stats(model);
-    let compressed_bytes = zstd::bulk::compress(&whittle_graph::encode_model(model), 3).map_or(0, |c| c.len() as u64);
-    ModelInfo { file_bytes, figures: ModelFigures::of(model), compressed_bytes, op_histogram: stats.op_histogram }
+    let encoded = whittle_graph::encode_model(model);
+    let compressed_bytes = zstd::bulk::compress(&encoded, 3).map_or(0, |c| c.len() as u64);
+    ModelInfo { file_bytes, figures: ModelFigures::from_stats(&stats, encoded.len()), compressed_bytes, op_histogram: stats.op_histogram }
 }
 
 /// The fingerprint of a prepared run (see [`crate::fingerprint`]).
