@@ -9,7 +9,7 @@ use whittle_graph::shape::infer::{InferOptions, infer_shapes};
 use whittle_graph::text::{TensorDigest, TextOptions, diff_text, model_text};
 use whittle_graph::{DataType, Model};
 use whittle_passes::pass::PassDef;
-use whittle_passes::prune_magnitude::{Params, Pattern, PruneMagnitude, Scope};
+use whittle_passes::prune_magnitude::{Params, Pattern, PruneMagnitude, Scope, Score};
 use whittle_passes::{Pass, PassContext, PassReport};
 
 use whittle_tests::numeric::constant;
@@ -147,5 +147,168 @@ fn the_pruned_default_model_runs_in_tract() {
         // Every output still computes (tract runs it) and differs: the pass is lossy, not broken.
         let outputs = whittle_tests::numeric::outputs(&shaped(&model, input), &after, input);
         assert!(outputs.iter().all(|(a, b)| a.shape() == b.shape() && b.iter().all(|v| v.is_finite())));
+    }
+}
+
+mod measured {
+    //! Sensitivity allocation and Wanda scores, measured by tract on data (the runner's
+    //! measurement interface): chosen on calibration samples, judged on other samples.
+
+    use super::*;
+    use whittle_graph::Tensor;
+    use whittle_passes::measure::Measure;
+    use whittle_runner::data::{Distribution, InputSet};
+    use whittle_runner::pipeline::VerifySpec;
+    use whittle_runner::run::measure::TractMeasure;
+    use whittle_runner::verify::CompareOptions;
+
+    fn random(input: (&str, &[i64]), samples: usize, seed: u64) -> InputSet {
+        let shape: Vec<usize> = input.1.iter().map(|&d| d as usize).collect();
+        InputSet::random(&[(input.0.to_string(), shape)], samples, Distribution::Normal { mean: 0.0, std: 1.0 }, seed).unwrap()
+    }
+
+    fn tract<'a>(data: &'a InputSet, model: &Model, input: (&str, &[i64]), spec: &'a VerifySpec) -> TractMeasure<'a> {
+        let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect())];
+        TractMeasure::new(data, shapes, model, spec, CompareOptions::default(), None, data.origin().to_string())
+    }
+
+    fn prune_on(model: &Model, params: Params, input: (&str, &[i64]), data: &InputSet) -> (Model, PassReport) {
+        let spec = VerifySpec::default();
+        let before = shaped(model, input);
+        let measure = tract(data, &before, input, &spec);
+        let mut after = before.clone();
+        let report = PruneMagnitude::new(params).run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
+        assert!(whittle_graph::validate::validate(&after).is_empty());
+        (after, report)
+    }
+
+    /// Output SQNR of `candidate` against `original` on `data` (tract).
+    fn sqnr_on(original: &Model, candidate: &Model, input: (&str, &[i64]), data: &InputSet) -> f64 {
+        let spec = VerifySpec::default();
+        let measure = tract(data, &shaped(original, input), input, &spec);
+        measure.fidelity(candidate).unwrap().min_sqnr_db
+    }
+
+    /// x[1,8,8,8] -> Conv 3x3 8->16 (uniform weights: every weight matters) -> Relu -> Conv 3x3
+    /// 16->16 (heavy-tailed weights u^5: most carry almost nothing).
+    fn fragile_then_robust() -> Model {
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DataType::Float, &[1, 8, 8, 8]);
+        let wa = constant(&mut b, "wa", &[16, 8, 3, 3], 11);
+        let pads = || vec![attr_ints("pads", &[1, 1, 1, 1])];
+        let a = b.node("Conv", &[x, wa], &["a"], pads())[0];
+        let r = b.node("Relu", &[a], &["relu"], vec![])[0];
+        let heavy: Vec<f32> = whittle_tests::numeric::weights(16 * 16 * 9, 12).iter().map(|u| u.powi(5)).collect();
+        let wb = b.constant("wb", Tensor::from_f32("wb", &[16, 16, 3, 3], &heavy));
+        let y = b.node("Conv", &[r, wb], &["b"], pads())[0];
+        b.output(y);
+        b.finish()
+    }
+
+    const X: (&str, &[i64]) = ("x", &[1, 8, 8, 8]);
+
+    #[test]
+    fn sensitivity_allocation_beats_uniform_at_the_same_sparsity() {
+        let model = fragile_then_robust();
+        let (calibration, evaluation) = (random(X, 4, 1), random(X, 4, 2));
+        let sensitivity = Params { min_size: 0, sparsity: 0.5, scope: Scope::Sensitivity, ..Params::default() };
+        let (allocated, report) = prune_on(&model, sensitivity, X, &calibration);
+        let (uniform, _) = prune(&model, Params { min_size: 0, sparsity: 0.5, ..Params::default() }, X);
+        // The same number of zeros over both layers (up to one per layer of rounding).
+        let total_zeros = |m: &Model| zeros(&weight(m, "a").1) + zeros(&weight(m, "b").1);
+        let target = (0.5 * (1152.0 + 2304.0)) as usize;
+        assert!(total_zeros(&allocated).abs_diff(target) <= 2, "{} zeros, target {target}", total_zeros(&allocated));
+        assert_eq!(total_zeros(&uniform), target);
+        // The robust layer takes more of the budget, and the outputs are clearly closer, judged
+        // on samples the allocation did not see.
+        let (za, zb) = (zeros(&weight(&allocated, "a").1), zeros(&weight(&allocated, "b").1));
+        assert!(zb > 1152 + 200 && za < 576 - 200, "{report:?}");
+        let (s_alloc, s_uniform) = (sqnr_on(&model, &allocated, X, &evaluation), sqnr_on(&model, &uniform, X, &evaluation));
+        assert!(s_alloc > s_uniform + 3.0, "sensitivity {s_alloc:.1} dB, uniform {s_uniform:.1} dB");
+        let note = report.notes.iter().find(|n| n.starts_with("sensitivity:")).expect("a sensitivity note");
+        assert!(note.contains("2 layers x 5 sparsities measured on 4 calibration samples"), "{note}");
+    }
+
+    #[test]
+    fn the_sensitivity_table_is_saved_and_reused() {
+        let model = fragile_then_robust();
+        let calibration = random(X, 4, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sens.json");
+        let params = Params {
+            min_size: 0,
+            scope: Scope::Sensitivity,
+            sensitivity_samples: 2,
+            sensitivity_file: Some(file.display().to_string()),
+            ..Params::default()
+        };
+        let (first, r1) = prune_on(&model, params.clone(), X, &calibration);
+        assert!(r1.notes.iter().any(|n| n.contains("measured on 2 calibration samples")), "{:?}", r1.notes);
+        let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(table["curves"].as_array().unwrap().len(), 2);
+        assert_eq!(table["grid"], serde_json::json!([0.25, 0.5, 0.7, 0.85, 0.95]));
+        let csv = std::fs::read_to_string(file.with_extension("csv")).unwrap();
+        assert!(csv.starts_with("layer,weights,sqnr_db@0.25") && csv.lines().count() == 3, "{csv}");
+        assert!(std::fs::read_to_string(file.with_extension("svg")).unwrap().starts_with("<svg"));
+        let (second, r2) = prune_on(&model, params.clone(), X, &calibration);
+        assert!(r2.notes.iter().any(|n| n.contains("reused from the saved table")), "{:?}", r2.notes);
+        assert_eq!(whittle_graph::encode_for_runtime(&first), whittle_graph::encode_for_runtime(&second));
+        // Another grid is another measurement: not reused, said why.
+        let (_, r3) = prune_on(&model, Params { sensitivity_grid: vec![0.5, 0.9], ..params }, X, &calibration);
+        assert!(r3.notes.iter().any(|n| n.contains("not reused: measured for `magnitude unstructured` on grid")), "{:?}", r3.notes);
+    }
+
+    #[test]
+    fn two_of_four_by_sensitivity_takes_the_cheapest_layers_whole() {
+        let model = fragile_then_robust();
+        let calibration = random(X, 2, 1);
+        let params =
+            Params { min_size: 0, sparsity: 0.3, scope: Scope::Sensitivity, pattern: Pattern::NOfM { n: 2, m: 4 }, ..Params::default() };
+        let (after, report) = prune_on(&model, params, X, &calibration);
+        // b at 2:4 removes 1152 of the 3456 weights (33%): the robust layer alone reaches 30%, so
+        // the fragile one stays dense.
+        assert_eq!(zeros(&weight(&after, "a").1), 0, "{report:?}");
+        assert_eq!(zeros(&weight(&after, "b").1), 1152);
+    }
+
+    #[test]
+    fn wanda_keeps_small_weights_on_loud_inputs() {
+        // x[4, 8] -> MatMul [8, 8]: input channel 0 is 10^4 times louder than the others, and its
+        // row of weights 100 times smaller. Magnitude pruning drops that whole row; Wanda keeps it.
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DataType::Float, &[4, 8]);
+        let mut w = whittle_tests::numeric::weights(64, 21);
+        w[..8].iter_mut().for_each(|v| *v *= 0.01);
+        let wv = b.constant("w", Tensor::from_f32("w", &[8, 8], &w));
+        let y = b.node("MatMul", &[x, wv], &["mm"], vec![])[0];
+        b.output(y);
+        let model = b.finish();
+        let input = ("x", &[4, 8][..]);
+        let loud = |seed: u64| {
+            let values = whittle_tests::numeric::weights(8 * 4 * 8, seed);
+            let mut a = ndarray::ArrayD::from_shape_vec(vec![8, 4, 8], values).unwrap();
+            a.index_axis_mut(ndarray::Axis(2), 0).mapv_inplace(|v| v * 1.0e4);
+            InputSet::new(format!("loud({seed})"), vec![("x".into(), whittle_runner::data::Tensor::from(a))], None).unwrap()
+        };
+        let (calibration, evaluation) = (loud(1), loud(2));
+        let params = |score| Params { min_size: 0, sparsity: 0.5, score, ..Params::default() };
+        let (by_magnitude, _) = prune_on(&model, params(Score::Magnitude), input, &calibration);
+        let (by_wanda, report) = prune_on(&model, params(Score::Wanda), input, &calibration);
+        let row0 = |m: &Model| zeros(&weight(m, "mm").1[..8]);
+        assert_eq!(row0(&by_magnitude), 8);
+        assert_eq!(row0(&by_wanda), 0, "{report:?}");
+        assert_eq!(zeros(&weight(&by_wanda, "mm").1), 32);
+        assert!(report.notes.iter().any(|n| n.contains("Wanda")), "{:?}", report.notes);
+        let (m, wa) = (sqnr_on(&model, &by_magnitude, input, &evaluation), sqnr_on(&model, &by_wanda, input, &evaluation));
+        assert!(wa > m + 10.0, "wanda {wa:.1} dB, magnitude {m:.1} dB");
+    }
+
+    #[test]
+    fn data_driven_settings_without_calibration_data_are_refused() {
+        for params in [Params { scope: Scope::Sensitivity, ..Params::default() }, Params { score: Score::Wanda, ..Params::default() }] {
+            let mut m = shaped(&fragile_then_robust(), X);
+            let e = PruneMagnitude::new(Params { min_size: 0, ..params }).run(&mut m, &PassContext::default()).unwrap_err();
+            assert!(e.unsupported_model && e.message.contains("needs calibration data"), "{}", e.message);
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod quant;
 pub mod rank;
 pub mod registry;
 pub mod rewrite;
+pub mod sensitivity;
 
 pub mod constant_folding;
 pub mod cross_layer_equalization;

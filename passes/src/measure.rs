@@ -91,6 +91,14 @@ pub trait Measure: Sync {
     /// How far `candidate` is from the original model of the run on the calibration samples.
     fn fidelity(&self, candidate: &Model) -> Result<Fidelity, MeasureError>;
 
+    /// [`Measure::fidelity`] on the first `samples` calibration samples only (all of them when
+    /// `samples` is 0 or more than there are): for sweeps that ask hundreds of questions
+    /// (per-layer sensitivity), where a few samples rank the candidates as well as all of them.
+    fn fidelity_on(&self, candidate: &Model, samples: usize) -> Result<Fidelity, MeasureError> {
+        let _ = samples;
+        self.fidelity(candidate)
+    }
+
     /// A fingerprint of the calibration data (files and settings): statistics saved with one
     /// are reused only with the same data.
     fn data_fingerprint(&self) -> String;

@@ -9,12 +9,23 @@
 //!   smallest `|w|` become 0 (ties by position), so each layer's sparsity is exactly `s` up to
 //!   one element. `overrides` give some layers (by name pattern; the longest matching pattern
 //!   wins) their own `s`.
-//! - `scope: global`: one threshold over the pooled `|w|` of every layer without an override,
+//! - `scope: global`: one threshold over the pooled scores of every layer without an override,
 //!   `round(s·N)` elements of the pool zeroed (layers of small weights lose more).
+//! - `scope: sensitivity`: each layer (without an override) is pruned alone at every point of
+//!   `sensitivity_grid` and the model's output SQNR measured on calibration samples; per-layer
+//!   sparsities then reach `s` over all these layers with the least summed output noise
+//!   ([`crate::sensitivity`]: convex hull of each curve, greedy by noise per removed weight). The
+//!   table can be saved and reused (`sensitivity_file`, with a CSV and an SVG heat map beside).
+//! - `score: wanda` ranks weights by `|w_ij|·‖x_j‖` instead of `|w_ij|` (Sun et al. 2023, "A
+//!   Simple and Effective Pruning Approach for LLMs"): `‖x_j‖` is the L2 norm of input channel
+//!   `j` of the layer over the calibration data, streamed (sums of squares, nothing stored), so a
+//!   small weight on a loud input is kept over a larger one on a quiet input.
 //! - `pattern: "N:M"` (e.g. `"2:4"`): along the reduction axis of each weight (Conv: input
 //!   channels at each output channel and kernel position; Gemm/MatMul: K), every group of `M`
 //!   consecutive elements keeps its `N` largest `|w|`: the layout sparse tensor cores accelerate.
-//!   A layer whose reduction axis is not a multiple of `M` is declined.
+//!   A layer whose reduction axis is not a multiple of `M` is declined. With `scope:
+//!   sensitivity`, the layers where N:M costs least are chosen until `s` of the weights are gone
+//!   (each layer all or nothing).
 //!
 //! **Lossy**, judged by the gate. Zeros make a file compress better; they do not make a dense
 //! runtime (tract, onnxruntime's CPU kernels) faster, and the pass says so in its report.
@@ -67,12 +78,26 @@ impl From<Pattern> for String {
     }
 }
 
-/// Where the unstructured threshold is taken.
+/// How the sparsity is spread over the layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
+    /// Every layer at the same sparsity.
     PerLayer,
+    /// One score threshold over all layers.
     Global,
+    /// Per-layer sparsities from the measured sensitivity of each layer.
+    Sensitivity,
+}
+
+/// What ranks the weights of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    /// `|w|`.
+    Magnitude,
+    /// `|w|·‖x‖` of the weight's input channel on the calibration data.
+    Wanda,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +107,13 @@ pub struct Params {
     pub sparsity: f64,
     pub scope: Scope,
     pub pattern: Pattern,
+    pub score: Score,
+    /// Sparsities each layer is measured at (`scope: sensitivity`; the last bounds every layer).
+    pub sensitivity_grid: Vec<f64>,
+    /// Calibration samples each sensitivity point is measured on (0: all).
+    pub sensitivity_samples: usize,
+    /// JSON file the sensitivity table is saved to and reused from (CSV and SVG written beside).
+    pub sensitivity_file: Option<String>,
     /// Layers with fewer weights are left dense.
     pub min_size: usize,
     /// Per-layer sparsity by node name pattern (the longest matching pattern wins).
@@ -98,6 +130,10 @@ impl Default for Params {
             sparsity: 0.5,
             scope: Scope::PerLayer,
             pattern: Pattern::Unstructured,
+            score: Score::Magnitude,
+            sensitivity_grid: vec![0.25, 0.5, 0.7, 0.85, 0.95],
+            sensitivity_samples: 4,
+            sensitivity_file: None,
             min_size: 1024,
             overrides: BTreeMap::new(),
             op_types: Vec::new(),
@@ -119,8 +155,12 @@ impl PassDef for PruneMagnitude {
     type Params = Params;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
         ("sparsity", "float", "share of weights set to zero, per layer or over all layers (scope)"),
-        ("scope", "per_layer|global", "one threshold per layer, or one over all layers' weights"),
+        ("scope", "per_layer|global|sensitivity", "same sparsity per layer, one threshold over all, or allocated by measured sensitivity"),
         ("pattern", "unstructured|N:M", "anywhere, or N kept of every M along the reduction axis (\"2:4\")"),
+        ("score", "magnitude|wanda", "rank weights by |w|, or by |w| times their input channel's norm on calibration data"),
+        ("sensitivity_grid", "list", "sparsities each layer is measured at (scope: sensitivity)"),
+        ("sensitivity_samples", "int", "calibration samples per sensitivity point (0: all)"),
+        ("sensitivity_file", "path", "JSON sensitivity table saved and reused (CSV, SVG beside)"),
         ("min_size", "int", "layers with fewer weights stay dense"),
         ("overrides", "map", "sparsity per node name pattern (longest matching pattern wins)"),
         ("op_types", "list", "op types to prune (empty: Conv, ConvTranspose, Gemm, MatMul)"),
@@ -136,31 +176,54 @@ impl PassDef for PruneMagnitude {
 /// One prunable layer.
 struct Layer {
     node: NodeId,
+    label: String,
     weight: ValueId,
     dims: Vec<i64>,
     values: Vec<f32>,
-    /// Weight axis summed over by the layer (N:M groups run along it).
-    reduction_axis: usize,
+    axes: WeightAxes,
+    /// The Conv's `group` (1 for other ops).
+    group: usize,
+    /// The layer's data input and its channel axis (the one the weight's input axis reduces).
+    input: ValueId,
+    input_axis: usize,
     /// This layer's own sparsity (an override), else the pass's.
     sparsity: Option<f64>,
+}
+
+/// What happens to one layer's weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Action {
+    /// The `k` lowest-scored weights become 0.
+    Zero(usize),
+    /// `n` of every `m` kept along the reduction axis.
+    NOfM(usize, usize),
 }
 
 impl PruneMagnitude {
     fn check_params(&self) -> Result<(), String> {
         self.selection.check()?;
+        let p = &self.params;
         let bad = |s: f64| !(0.0..1.0).contains(&s);
-        if bad(self.params.sparsity) {
-            return Err(format!("prune_magnitude: sparsity {} is out of range [0, 1)", self.params.sparsity));
+        if bad(p.sparsity) {
+            return Err(format!("prune_magnitude: sparsity {} is out of range [0, 1)", p.sparsity));
         }
-        if let Some((p, s)) = self.params.overrides.iter().find(|(_, s)| bad(**s)) {
-            return Err(format!("prune_magnitude: override `{p}`: sparsity {s} is out of range [0, 1)"));
+        if let Some((pat, s)) = p.overrides.iter().find(|(_, s)| bad(**s)) {
+            return Err(format!("prune_magnitude: override `{pat}`: sparsity {s} is out of range [0, 1)"));
         }
-        for p in self.params.overrides.keys() {
-            glob::Pattern::new(p).map_err(|e| format!("prune_magnitude: bad override pattern `{p}`: {e}"))?;
+        for pat in p.overrides.keys() {
+            glob::Pattern::new(pat).map_err(|e| format!("prune_magnitude: bad override pattern `{pat}`: {e}"))?;
         }
-        if matches!(self.params.pattern, Pattern::NOfM { .. }) && (!self.params.overrides.is_empty() || self.params.scope == Scope::Global)
+        if matches!(p.pattern, Pattern::NOfM { .. }) && (!p.overrides.is_empty() || p.scope == Scope::Global) {
+            return Err("prune_magnitude: an N:M pattern fixes each layer's sparsity (1 - N/M): overrides and scope: global do not \
+                        apply (scope: sensitivity chooses the layers)"
+                .into());
+        }
+        let grid = &p.sensitivity_grid;
+        if p.scope == Scope::Sensitivity
+            && p.pattern == Pattern::Unstructured
+            && (grid.is_empty() || grid.iter().any(|&s| !(s > 0.0 && s < 1.0)) || grid.windows(2).any(|w| w[0] >= w[1]))
         {
-            return Err("prune_magnitude: an N:M pattern fixes the sparsity (1 - N/M): overrides and scope: global do not apply".into());
+            return Err(format!("prune_magnitude: sensitivity_grid {grid:?}: give increasing sparsities in (0, 1)"));
         }
         Ok(())
     }
@@ -193,21 +256,256 @@ impl PruneMagnitude {
         if values.len() < self.params.min_size {
             return Ok(None);
         }
-        Ok(Some(Layer { node: id, weight, dims, values, reduction_axis: axes.input, sparsity: self.override_for(n.name()) }))
+        if let Pattern::NOfM { m, .. } = self.params.pattern {
+            let len = dims[axes.input];
+            if len % m as i64 != 0 {
+                return Err(format!("its reduction axis has {len} elements, not a multiple of {m}"));
+            }
+        }
+        let input = n.input(0).ok_or("no data input")?;
+        let input_axis = match n.op_type() {
+            "MatMul" => g.value(input).shape.as_ref().map_or(0, |s| s.rank()).checked_sub(1).ok_or("its input has no known rank")?,
+            "Gemm" if n.attr_int("transA").unwrap_or(0) != 0 => 0,
+            _ => 1,
+        };
+        let group = if n.is("Conv") { n.attr_int("group").unwrap_or(1).max(1) as usize } else { 1 };
+        Ok(Some(Layer {
+            node: id,
+            label: g.node_label(id),
+            weight,
+            dims,
+            values,
+            axes,
+            group,
+            input,
+            input_axis,
+            sparsity: self.override_for(n.name()),
+        }))
+    }
+
+    /// The score of every weight of every layer: `|w|`, or Wanda's `|w|·‖x‖` with the input
+    /// channel norms streamed from the calibration data.
+    fn scores(&self, model: &Model, layers: &[Layer], ctx: &PassContext<'_>, notes: &mut Vec<String>) -> Result<Vec<Vec<f32>>, PassError> {
+        let magnitudes = || layers.iter().map(|l| l.values.iter().map(|v| v.abs()).collect()).collect();
+        if self.params.score == Score::Magnitude || layers.is_empty() {
+            return Ok(magnitudes());
+        }
+        let measure = ctx.require_measure("prune_magnitude with score: wanda")?;
+        let g = &model.graph;
+        let names: Vec<String> = layers.iter().map(|l| g.value(l.input).name.clone()).collect();
+        let mut sums: Vec<Vec<f64>> = layers.iter().map(|_| Vec::new()).collect();
+        measure.log(&format!("prune_magnitude: streaming the inputs of {} layers for Wanda's channel norms", layers.len()));
+        measure
+            .stream(model, &names, &mut |_, values| {
+                for ((l, sum), x) in layers.iter().zip(sums.iter_mut()).zip(values) {
+                    accumulate_channel_energy(sum, x, l.input_axis)
+                        .map_err(|e| crate::measure::MeasureError(format!("{}: {e}", l.label)))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| PassError::new(format!("prune_magnitude: {e}")))?;
+        let mut scores = Vec::with_capacity(layers.len());
+        for (l, sum) in layers.iter().zip(&sums) {
+            let norms: Vec<f32> = sum.iter().map(|e| e.sqrt() as f32).collect();
+            scores.push(wanda_scores(l, &norms).map_err(|e| PassError::new(format!("prune_magnitude: {}: {e}", l.label)))?);
+        }
+        notes.push(format!("scores: Wanda |w|·‖x‖, input channel norms measured on {} calibration samples", measure.samples()));
+        Ok(scores)
+    }
+
+    /// Each layer's action for `pattern` and `scope` (sensitivity measured through `ctx`).
+    fn plan(
+        &self,
+        model: &Model,
+        layers: &[Layer],
+        scores: &[Vec<f32>],
+        ctx: &PassContext<'_>,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<Option<Action>>, PassError> {
+        let p = &self.params;
+        let count = |l: &Layer, s: f64| Action::Zero((s * l.values.len() as f64).round() as usize);
+        // Layers with an override are fixed; the others share the pass's sparsity.
+        let mut actions: Vec<Option<Action>> = layers.iter().map(|l| l.sparsity.map(|s| count(l, s))).collect();
+        let free: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].sparsity.is_none()).collect();
+        match (p.pattern, p.scope) {
+            (Pattern::NOfM { n, m }, Scope::PerLayer) => actions.iter_mut().for_each(|a| *a = Some(Action::NOfM(n, m))),
+            (Pattern::Unstructured, Scope::PerLayer) => free.iter().for_each(|&i| actions[i] = Some(count(&layers[i], p.sparsity))),
+            (Pattern::Unstructured, Scope::Global) => {
+                // One pool: (score, layer, element) of every free layer.
+                let mut pool: Vec<(f32, usize, usize)> =
+                    free.iter().flat_map(|&i| scores[i].iter().enumerate().map(move |(e, v)| (*v, i, e))).collect();
+                let k = (p.sparsity * pool.len() as f64).round() as usize;
+                pool.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+                let mut per_layer = vec![0usize; layers.len()];
+                for &(_, i, _) in &pool[..k] {
+                    per_layer[i] += 1;
+                }
+                free.iter().for_each(|&i| actions[i] = Some(Action::Zero(per_layer[i])));
+            }
+            (pattern, Scope::Sensitivity) => {
+                let chosen = self.allocate(model, layers, &free, scores, ctx, notes)?;
+                for (&i, s) in free.iter().zip(chosen) {
+                    actions[i] = match pattern {
+                        Pattern::NOfM { n, m } => (s > 0.0).then_some(Action::NOfM(n, m)),
+                        Pattern::Unstructured => Some(count(&layers[i], s)),
+                    };
+                }
+            }
+            (Pattern::NOfM { .. }, Scope::Global) => unreachable!("refused by check_params"),
+        }
+        Ok(actions)
+    }
+
+    /// Per-layer sparsities of the `free` layers from their measured (or saved) sensitivity.
+    fn allocate(
+        &self,
+        model: &Model,
+        layers: &[Layer],
+        free: &[usize],
+        scores: &[Vec<f32>],
+        ctx: &PassContext<'_>,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<f64>, PassError> {
+        use crate::sensitivity::{self, Candidate, Table, TableKey};
+        use sha2::Digest;
+        let p = &self.params;
+        let measure = ctx.require_measure("prune_magnitude with scope: sensitivity")?;
+        let (grid, whole) = match p.pattern {
+            Pattern::NOfM { n, m } => (vec![1.0 - n as f64 / m as f64], true),
+            Pattern::Unstructured => (p.sensitivity_grid.clone(), false),
+        };
+        let samples = if p.sensitivity_samples == 0 { measure.samples() } else { p.sensitivity_samples.min(measure.samples()) };
+        let key = TableKey {
+            model: hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(model))),
+            data: measure.data_fingerprint(),
+            samples,
+            method: format!("{} {}", if p.score == Score::Wanda { "wanda" } else { "magnitude" }, String::from(p.pattern)),
+            grid: grid.clone(),
+        };
+        let candidates: Vec<Candidate> =
+            free.iter().map(|&i| Candidate { layer: layers[i].label.clone(), weights: layers[i].values.len() }).collect();
+        let path = p.sensitivity_file.as_deref().map(|f| ctx.resolve(f));
+        let saved = match &path {
+            Some(path) => match Table::load(path, &key, &candidates).map_err(PassError::unsupported_model)? {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    notes.push(why);
+                    None
+                }
+            },
+            None => None,
+        };
+        let reused = saved.is_some();
+        let table = match saved {
+            Some(t) => t,
+            None => {
+                measure.log(&format!(
+                    "prune_magnitude: sensitivity of {} layers at {} sparsities on {samples} samples",
+                    free.len(),
+                    grid.len()
+                ));
+                let compress = |k: usize, s: f64| -> Result<Model, String> {
+                    let i = free[k];
+                    let l = &layers[i];
+                    let action = match p.pattern {
+                        Pattern::NOfM { n, m } => Action::NOfM(n, m),
+                        Pattern::Unstructured => Action::Zero((s * l.values.len() as f64).round() as usize),
+                    };
+                    let mut candidate = model.clone();
+                    let name = candidate.graph.value(l.weight).name.clone();
+                    let mut patch = Patch::new("sensitivity probe");
+                    patch.replace_constant(l.weight, Tensor::from_f32(&name, &l.dims, &pruned(l, &scores[i], action)?), l.node);
+                    patch.check(&candidate.graph).map_err(|e| e.0)?;
+                    patch.apply(&mut candidate.graph);
+                    Ok(candidate)
+                };
+                let curves = sensitivity::measure_curves(&candidates, &grid, samples, measure, &compress)
+                    .map_err(|e| PassError::new(format!("prune_magnitude sensitivity: {e}")))?;
+                Table::new(key, curves)
+            }
+        };
+        let (chosen, predicted) = sensitivity::allocate(&table.curves, p.sparsity, whole)
+            .map_err(|e| PassError::unsupported_model(format!("prune_magnitude: {e}")))?;
+        let uniform = match p.pattern {
+            Pattern::Unstructured => format!(
+                ", {:.1} dB for every layer at {}",
+                sensitivity::predicted_sqnr(&table.curves, &vec![p.sparsity; free.len()]),
+                p.sparsity
+            ),
+            Pattern::NOfM { .. } => String::new(),
+        };
+        notes.push(format!(
+            "sensitivity: {} layers x {} sparsities {} on {samples} calibration samples; on these samples the allocation predicts an output SQNR of {predicted:.1} dB{uniform} (the noise of single-layer measurements added; the gate judges the evaluation data)",
+            free.len(),
+            grid.len(),
+            if reused { "reused from the saved table" } else { "measured" },
+        ));
+        if let Some(path) = &path {
+            table.save(path, &chosen).map_err(PassError::new)?;
+            notes.push(format!("sensitivity table written to {} (with .csv and .svg)", path.display()));
+        }
+        Ok(chosen)
     }
 }
 
+/// Adds the energy (sum of squares) of each channel along `axis` of `x` to `sum`.
+fn accumulate_channel_energy(sum: &mut Vec<f64>, x: &ndarray::ArrayD<f32>, axis: usize) -> Result<(), String> {
+    let channels = *x.shape().get(axis).ok_or_else(|| format!("an input of shape {:?} has no axis {axis}", x.shape()))?;
+    if sum.is_empty() {
+        sum.resize(channels, 0.0);
+    } else if sum.len() != channels {
+        return Err(format!("input channels changed from {} to {channels} between samples", sum.len()));
+    }
+    for (c, lane) in x.axis_iter(ndarray::Axis(axis)).enumerate() {
+        sum[c] += lane.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+    }
+    Ok(())
+}
+
+/// Wanda's `|w|·‖x_j‖`, `j` the input channel each weight reads (the group's offset added for
+/// grouped convolutions).
+fn wanda_scores(l: &Layer, norms: &[f32]) -> Result<Vec<f32>, String> {
+    let dims: Vec<usize> = l.dims.iter().map(|&d| d as usize).collect();
+    let stride = |axis: usize| dims[axis + 1..].iter().product::<usize>();
+    let (in_stride, out_stride) = (stride(l.axes.input), stride(l.axes.output));
+    let (in_len, out_len) = (dims[l.axes.input], dims[l.axes.output]);
+    let per_group_out = out_len / l.group;
+    let expected = if l.axes.input_per_group { in_len * l.group } else { in_len };
+    if norms.len() != expected {
+        return Err(format!("{} input channels measured, the weight reads {expected}", norms.len()));
+    }
+    Ok(l.values
+        .iter()
+        .enumerate()
+        .map(|(e, w)| {
+            let j = (e / in_stride) % in_len;
+            let channel = if l.axes.input_per_group { ((e / out_stride) % out_len) / per_group_out * in_len + j } else { j };
+            w.abs() * norms[channel]
+        })
+        .collect())
+}
+
+/// The layer's weights after `action`, ranking by `scores`.
+fn pruned(l: &Layer, scores: &[f32], action: Action) -> Result<Vec<f32>, String> {
+    let mut values = l.values.clone();
+    match action {
+        Action::Zero(k) => zero_smallest(&mut values, scores, k),
+        Action::NOfM(n, m) => keep_n_of_m(&mut values, scores, &l.dims, l.axes.input, n, m)?,
+    }
+    Ok(values)
+}
+
 /// Zeroes the `k` elements of `values` whose `score` is smallest (ties by position).
-fn zero_smallest(values: &mut [f32], k: usize) {
+fn zero_smallest(values: &mut [f32], scores: &[f32], k: usize) {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
     for &i in &order[..k.min(values.len())] {
         values[i] = 0.0;
     }
 }
 
-/// Keeps the `n` largest `|w|` of every `m` consecutive elements along `axis`.
-fn keep_n_of_m(values: &mut [f32], dims: &[i64], axis: usize, n: usize, m: usize) -> Result<(), String> {
+/// Keeps the `n` best-scored of every `m` consecutive elements along `axis`.
+fn keep_n_of_m(values: &mut [f32], scores: &[f32], dims: &[i64], axis: usize, n: usize, m: usize) -> Result<(), String> {
     let len = dims[axis] as usize;
     if !len.is_multiple_of(m) {
         return Err(format!("its reduction axis has {len} elements, not a multiple of {m}"));
@@ -218,8 +516,8 @@ fn keep_n_of_m(values: &mut [f32], dims: &[i64], axis: usize, n: usize, m: usize
             continue;
         }
         let mut group: Vec<usize> = (0..m).map(|j| base + j * stride).collect();
-        // Smallest first (ties by position): the first m - n become 0.
-        group.sort_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b)));
+        // Lowest first (ties by position): the first m - n become 0.
+        group.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
         for &i in &group[..m - n] {
             values[i] = 0.0;
         }
@@ -232,7 +530,7 @@ fn zeros(values: &[f32]) -> usize {
 }
 
 impl Pass for PruneMagnitude {
-    fn run(&self, model: &mut Model, _ctx: &PassContext<'_>) -> Result<PassReport, PassError> {
+    fn run(&self, model: &mut Model, ctx: &PassContext<'_>) -> Result<PassReport, PassError> {
         self.check_params().map_err(PassError::unsupported_model)?;
         let mut report = PassReport::default();
         let mut layers = Vec::new();
@@ -247,60 +545,40 @@ impl Pass for PruneMagnitude {
                 Err(why) => report.decline(g.node_label(id), g.node(id).map(|n| n.op_type().to_string()).unwrap_or_default(), why),
             }
         }
-        let before: Vec<Vec<f32>> = layers.iter().map(|l| l.values.clone()).collect();
-        let mut declined = vec![None; layers.len()];
-        match self.params.pattern {
-            Pattern::NOfM { n, m } => {
-                for (l, why) in layers.iter_mut().zip(&mut declined) {
-                    if let Err(e) = keep_n_of_m(&mut l.values, &l.dims, l.reduction_axis, n, m) {
-                        *why = Some(e);
-                    }
-                }
-            }
-            Pattern::Unstructured => {
-                let global = self.params.scope == Scope::Global;
-                // Per layer (and overridden layers under a global scope): each its own count.
-                for l in layers.iter_mut().filter(|l| !global || l.sparsity.is_some()) {
-                    let s = l.sparsity.unwrap_or(self.params.sparsity);
-                    let k = (s * l.values.len() as f64).round() as usize;
-                    zero_smallest(&mut l.values, k);
-                }
-                if global {
-                    // One pool: (|w|, layer, element) of every layer without an override.
-                    let pooled: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].sparsity.is_none()).collect();
-                    let mut pool: Vec<(f32, usize, usize)> =
-                        pooled.iter().flat_map(|&i| layers[i].values.iter().enumerate().map(move |(e, v)| (v.abs(), i, e))).collect();
-                    let k = (self.params.sparsity * pool.len() as f64).round() as usize;
-                    pool.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-                    for &(_, i, e) in &pool[..k] {
-                        layers[i].values[e] = 0.0;
-                    }
-                }
-            }
-        }
+        let scores = self.scores(model, &layers, ctx, &mut report.notes)?;
+        let actions = self.plan(model, &layers, &scores, ctx, &mut report.notes)?;
         let g = &mut model.graph;
         let (mut total, mut nonzero_before, mut nonzero_after) = (0usize, 0usize, 0usize);
-        for ((l, old), why) in layers.iter().zip(&before).zip(declined) {
-            let label = g.node_label(l.node);
-            if let Some(why) = why {
-                report.decline(label, g.node(l.node).map(|n| n.op_type().to_string()).unwrap_or_default(), why);
-                continue;
-            }
+        for ((l, score), action) in layers.iter().zip(&scores).zip(actions) {
             total += l.values.len();
-            nonzero_before += old.len() - zeros(old);
-            nonzero_after += l.values.len() - zeros(&l.values);
-            if l.values == *old {
+            let kept = l.values.len() - zeros(&l.values);
+            nonzero_before += kept;
+            let Some(action) = action else {
+                nonzero_after += kept;
+                continue;
+            };
+            let values = match pruned(l, score, action) {
+                Ok(v) => v,
+                Err(why) => {
+                    nonzero_after += kept;
+                    report.decline(&l.label, g.node(l.node).map(|n| n.op_type().to_string()).unwrap_or_default(), why);
+                    continue;
+                }
+            };
+            nonzero_after += values.len() - zeros(&values);
+            if values == l.values {
                 continue;
             }
             let name = g.value(l.weight).name.clone();
             let mut patch = Patch::new(format!(
-                "{label}: {} of {} weights zero ({:.1}%, was {:.1}%)",
-                zeros(&l.values),
-                l.values.len(),
-                100.0 * zeros(&l.values) as f64 / l.values.len() as f64,
-                100.0 * zeros(old) as f64 / old.len() as f64
+                "{}: {} of {} weights zero ({:.1}%, was {:.1}%)",
+                l.label,
+                zeros(&values),
+                values.len(),
+                100.0 * zeros(&values) as f64 / values.len() as f64,
+                100.0 * zeros(&l.values) as f64 / l.values.len() as f64
             ));
-            patch.replace_constant(l.weight, Tensor::from_f32(&name, &l.dims, &l.values), l.node);
+            patch.replace_constant(l.weight, Tensor::from_f32(&name, &l.dims, &values), l.node);
             crate::quant::apply_or_decline(g, &mut report, l.node, Ok(patch));
         }
         if total > 0 {
@@ -334,15 +612,19 @@ mod tests {
     #[test]
     fn n_of_m_keeps_the_largest_of_each_group_along_the_axis() {
         // dims [2, 4]: groups of 4 along axis 1 (rows), and along axis 0 of a [4, 2] weight.
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
         let mut v = vec![1.0, -4.0, 3.0, 2.0, 0.5, 0.1, -0.2, 0.3];
-        keep_n_of_m(&mut v, &[2, 4], 1, 2, 4).unwrap();
+        let sv = abs(&v);
+        keep_n_of_m(&mut v, &sv, &[2, 4], 1, 2, 4).unwrap();
         assert_eq!(v, vec![0.0, -4.0, 3.0, 0.0, 0.5, 0.0, 0.0, 0.3]);
         let mut w = vec![1.0, 0.5, -4.0, 0.1, 3.0, -0.2, 2.0, 0.3];
-        keep_n_of_m(&mut w, &[4, 2], 0, 2, 4).unwrap();
+        let sw = abs(&w);
+        keep_n_of_m(&mut w, &sw, &[4, 2], 0, 2, 4).unwrap();
         assert_eq!(w, vec![0.0, 0.5, -4.0, 0.0, 3.0, 0.0, 0.0, 0.3]);
-        assert!(keep_n_of_m(&mut w, &[4, 2], 1, 1, 4).is_err());
+        assert!(keep_n_of_m(&mut w, &sw, &[4, 2], 1, 1, 4).is_err());
         let mut u = vec![3.0, -1.0, 2.0, 0.0];
-        zero_smallest(&mut u, 2);
+        let su = abs(&u);
+        zero_smallest(&mut u, &su, 2);
         assert_eq!(u, vec![3.0, 0.0, 2.0, 0.0]);
     }
 }

@@ -65,7 +65,7 @@ impl Labels {
     }
 
     /// The labels of samples `0..n`.
-    fn truncated(&self, n: usize) -> Labels {
+    pub fn truncated(&self, n: usize) -> Labels {
         match self {
             Labels::Int(v) => Labels::Int(v[..n.min(v.len())].to_vec()),
             Labels::Text(v) => Labels::Text(v[..n.min(v.len())].to_vec()),

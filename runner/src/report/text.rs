@@ -177,6 +177,7 @@ pub fn render_text(r: &Report) -> String {
 
     changes(&mut s, &r.steps);
     declined(&mut s, &r.steps);
+    step_notes(&mut s, &r.steps);
     for n in &r.notes {
         let _ = writeln!(s, "note: {n}");
     }
@@ -250,6 +251,15 @@ fn declined(s: &mut String, steps: &[StepRecord]) {
             let shown: Vec<&str> = nodes.iter().take(3).copied().collect();
             let more = if nodes.len() > 3 { format!(", ... ({} in all)", nodes.len()) } else { String::new() };
             let _ = writeln!(s, "  step {} {}: {}x {op}: {reason} [{}{more}]", st.index, st.pass, nodes.len(), shown.join(", "));
+        }
+    }
+}
+
+/// What passes said besides their changes (a figure they measured, a file they wrote).
+fn step_notes(s: &mut String, steps: &[StepRecord]) {
+    for st in steps {
+        for n in &st.notes {
+            let _ = writeln!(s, "step {} {}: {n}", st.index, st.pass);
         }
     }
 }

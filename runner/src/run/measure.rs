@@ -29,7 +29,7 @@ use crate::pipeline::VerifySpec;
 use crate::verify::{self, CompareOptions, Runnable};
 
 /// The original's outputs on the calibration samples, and the output names.
-type Reference = (Vec<Vec<ArrayD<f32>>>, Vec<String>);
+type Reference = std::sync::Arc<(Vec<Vec<ArrayD<f32>>>, Vec<String>)>;
 
 /// Measurements with tract on the calibration set.
 pub struct TractMeasure<'a> {
@@ -40,7 +40,7 @@ pub struct TractMeasure<'a> {
     compare: CompareOptions,
     pool: Option<&'a rayon::ThreadPool>,
     reference: Mutex<Option<Reference>>,
-    fidelity_cache: Mutex<HashMap<Vec<u8>, Fidelity>>,
+    fidelity_cache: Mutex<HashMap<(Vec<u8>, usize), Fidelity>>,
     used: AtomicBool,
     log: Mutex<Vec<String>>,
     data_fingerprint: String,
@@ -90,15 +90,32 @@ impl<'a> TractMeasure<'a> {
         self.pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads()).max(1)
     }
 
-    /// Runs `model` on every sample, a chunk of samples at a time (in parallel within a chunk),
-    /// and hands each sample's outputs to `each` in sample order.
+    /// The original's outputs on every calibration sample (computed on first use; the lock is
+    /// held only while computing them, so fidelity questions can be asked in parallel).
+    fn reference(&self) -> Result<Reference, MeasureError> {
+        let mut reference = self.reference.lock().expect("reference lock");
+        if reference.is_none() {
+            let original = self.load(&self.original)?;
+            let mut outs = Vec::with_capacity(self.data.len());
+            self.run_each(&original, self.data.len(), &mut |_, o| {
+                outs.push(o);
+                Ok(())
+            })?;
+            *reference = Some(std::sync::Arc::new((outs, original.output_names().to_vec())));
+        }
+        Ok(reference.as_ref().expect("computed above").clone())
+    }
+
+    /// Runs `model` on the first `n` samples, a chunk of samples at a time (in parallel within a
+    /// chunk), and hands each sample's outputs to `each` in sample order.
     fn run_each(
         &self,
         model: &Runnable,
+        n: usize,
         each: &mut dyn FnMut(usize, Vec<ArrayD<f32>>) -> Result<(), MeasureError>,
     ) -> Result<(), MeasureError> {
         let chunk = self.workers();
-        let n = self.data.len();
+        let n = n.min(self.data.len());
         let mut start = 0;
         while start < n {
             let end = (start + chunk).min(n);
@@ -147,7 +164,7 @@ impl Measure for TractMeasure<'_> {
             .iter()
             .map(|n| runnable.output_names().iter().position(|o| o == n).ok_or_else(|| MeasureError(format!("tract lost the value `{n}`"))))
             .collect::<Result<_, _>>()?;
-        self.run_each(&runnable, &mut |i, mut outputs| {
+        self.run_each(&runnable, self.data.len(), &mut |i, mut outputs| {
             // A value asked for twice is handed over twice (moved the last time).
             let picked: Vec<ArrayD<f32>> = index
                 .iter()
@@ -159,31 +176,27 @@ impl Measure for TractMeasure<'_> {
     }
 
     fn fidelity(&self, candidate: &Model) -> Result<Fidelity, MeasureError> {
+        self.fidelity_on(candidate, 0)
+    }
+
+    fn fidelity_on(&self, candidate: &Model, samples: usize) -> Result<Fidelity, MeasureError> {
         self.used.store(true, Ordering::Relaxed);
+        let n = if samples == 0 { self.data.len() } else { samples.min(self.data.len()) };
         let bytes = whittle_graph::encode_for_runtime(candidate);
-        let key = sha2::Sha256::digest(&bytes).to_vec();
+        let key = (sha2::Sha256::digest(&bytes).to_vec(), n);
         if let Some(f) = self.fidelity_cache.lock().expect("cache lock").get(&key) {
             return Ok(f.clone());
         }
-        let mut reference = self.reference.lock().expect("reference lock");
-        if reference.is_none() {
-            let original = self.load(&self.original)?;
-            let mut outs = Vec::with_capacity(self.data.len());
-            self.run_each(&original, &mut |_, o| {
-                outs.push(o);
-                Ok(())
-            })?;
-            *reference = Some((outs, original.output_names().to_vec()));
-        }
-        let (reference, names) = reference.as_ref().expect("computed above");
+        let reference = self.reference()?;
+        let (reference, names) = (&reference.0[..n], &reference.1);
         let model = self.load(&bytes)?;
-        let mut outs = Vec::with_capacity(self.data.len());
-        self.run_each(&model, &mut |_, o| {
+        let mut outs = Vec::with_capacity(n);
+        self.run_each(&model, n, &mut |_, o| {
             outs.push(o);
             Ok(())
         })?;
-        let labels: Option<&Labels> = self.data.labels();
-        let cmp = verify::compare(reference, &outs, names, labels, &self.compare).map_err(|e| MeasureError(e.to_string()))?;
+        let labels: Option<Labels> = self.data.labels().map(|l| l.truncated(n));
+        let cmp = verify::compare(reference, &outs, names, labels.as_ref(), &self.compare).map_err(|e| MeasureError(e.to_string()))?;
         let fidelity = judge(self.verify, &cmp);
         self.fidelity_cache.lock().expect("cache lock").insert(key, fidelity.clone());
         Ok(fidelity)
