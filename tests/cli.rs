@@ -7,6 +7,7 @@ mod cli_errors;
 mod cli_guards;
 mod cli_limits;
 mod cli_pipelines_bad;
+mod cli_prune;
 mod cli_quantize;
 mod cli_run;
 mod cli_separable;

@@ -1,0 +1,114 @@
+//! The shipped pruning pipelines from the command line: `sparse_2_4.yaml` passes its gate on the
+//! embedded model with the 2:4 pattern on every layer it chose, and 2:4 on every layer of the
+//! three PP-OCR models exports models that tract (the run's verification), `onnx.checker` and
+//! onnxruntime all take.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use whittle_tests::cli::text;
+
+fn whittle(args: &[&str]) -> Output {
+    whittle_tests::cli::run(env!("CARGO_BIN_EXE_whittle"), args)
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Every float Conv weight of `model` with zeros has at least 2 of every 4 consecutive input
+/// channels zero (at each output channel and kernel position); returns how many such layers.
+fn two_of_four_layers(model: &Path) -> usize {
+    let m = whittle_graph::load_model(model).unwrap();
+    let g = &m.graph;
+    let mut layers = 0;
+    for id in g.node_ids() {
+        let n = g.node(id).unwrap();
+        let Some(t) = n.input(1).and_then(|w| g.constant(w)).filter(|_| n.is("Conv")) else { continue };
+        let (dims, values) = (t.dims().to_vec(), t.to_f32().unwrap());
+        if !values.contains(&0.0) || dims[1] % 4 != 0 {
+            continue;
+        }
+        let k: usize = dims[2..].iter().product::<i64>() as usize;
+        let c = dims[1] as usize;
+        for o in 0..dims[0] as usize {
+            for g4 in 0..c / 4 {
+                for p in 0..k {
+                    let zero = (0..4).filter(|j| values[(o * c + g4 * 4 + j) * k + p] == 0.0).count();
+                    assert!(zero >= 2, "{}: output {o}, channels {}.., position {p}: {zero} zeros", n.name(), g4 * 4);
+                }
+            }
+        }
+        layers += 1;
+    }
+    layers
+}
+
+#[test]
+fn the_sparse_2_4_pipeline_passes_its_gate_on_the_default_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cls.2of4.onnx");
+    let pipeline = whittle_tests::repo_root().join("pipelines/sparse_2_4.yaml");
+    let o = whittle(&["run", &s(&pipeline), "--set", "verify.latency_runs=0", "--out", &s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = text(&o);
+    assert!(stdout.contains("sensitivity: 16 layers x 1 sparsities measured on 16 calibration samples"), "{stdout}");
+    assert!(two_of_four_layers(&out) >= 2, "{stdout}");
+    if let Some(python) = whittle_tests::peer_python() {
+        whittle_tests::full_check(&python, &out).unwrap();
+    }
+}
+
+#[test]
+fn two_of_four_on_every_ppocr_model_exports_models_the_runtimes_take() {
+    let Some(shared) = whittle_tests::shared_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = whittle_tests::repo_root().join("pipelines/prune_magnitude.yaml");
+    let models = [
+        ("ch_ppocr_mobile_v2.0_cls_infer.onnx", "x=1,3,48,192", "ocr_cls_eval.npz"),
+        ("ch_PP-OCRv4_det_infer.onnx", "x=1,3,640,640", "ocr_det640_eval.npz"),
+        ("ch_PP-OCRv4_rec_infer.onnx", "x=1,3,48,320", "ocr_rec_eval.npz"),
+    ];
+    for (file, input, eval) in models {
+        let model = shared.join("models").join(file);
+        let out = dir.path().join(file.replace(".onnx", ".2of4.onnx"));
+        // Every layer 2:4, one-shot: the accuracy thresholds are off (uniform 2:4 is far too lossy
+        // for these models; sparse_2_4.yaml chooses layers); tract runs it on one sample.
+        let o = whittle(&[
+            "run",
+            &s(&pipeline),
+            "--model",
+            &s(&model),
+            "--input",
+            input,
+            "--eval",
+            "random:1",
+            "--set",
+            "steps.8.prune_magnitude.pattern=\"2:4\"",
+            "--set",
+            "verify.min_sqnr_db=null",
+            "--set",
+            "verify.max_top1_drop=null",
+            "--set",
+            "verify.latency_runs=0",
+            "--out",
+            &s(&out),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{file}: {}", text(&o));
+        assert!(two_of_four_layers(&out) >= 10, "{file}: {}", text(&o));
+        let Some(python) = whittle_tests::peer_python() else { continue };
+        whittle_tests::full_check(&python, &out).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let c = Command::new(&python)
+            .arg(shared.join("peer/compare.py"))
+            .arg(&model)
+            .arg(&out)
+            .arg("--inputs")
+            .arg(shared.join("data").join(eval))
+            .args(["--runs", "0"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&c.stdout);
+        assert!(c.status.success(), "{file}: compare.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&c.stderr));
+        assert!(stdout.contains("\"checker\": \"pass\"") && stdout.contains("\"ort_load\": \"ok\""), "{file}: {stdout}");
+    }
+}
