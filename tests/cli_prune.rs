@@ -53,6 +53,7 @@ fn the_sparse_2_4_pipeline_passes_its_gate_on_the_default_model() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = text(&o);
     assert!(stdout.contains("sensitivity: 16 layers x 1 sparsities measured on 16 calibration samples"), "{stdout}");
+    assert!(stdout.contains("refit output SNR") && stdout.contains("not refit: 16 calibration input rows"), "{stdout}");
     assert!(two_of_four_layers(&out) >= 2, "{stdout}");
     if let Some(python) = whittle_tests::peer_python() {
         whittle_tests::full_check(&python, &out).unwrap();

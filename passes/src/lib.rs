@@ -8,6 +8,7 @@ pub mod measure;
 pub mod pass;
 pub mod quant;
 pub mod rank;
+pub mod reconstruct;
 pub mod registry;
 pub mod rewrite;
 pub mod sensitivity;

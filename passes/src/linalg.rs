@@ -81,6 +81,47 @@ impl NormalEquations {
     }
 }
 
+/// A `[N, C, spatial...]` tensor as rows (one per batch item and pixel, every `every`-th of them)
+/// × `C` columns, with a column of ones appended when `with_ones` (a bias's input).
+pub fn channel_rows(t: &ndarray::ArrayD<f32>, with_ones: bool, every: usize) -> Result<DMatrix<f64>, crate::measure::MeasureError> {
+    let shape = t.shape();
+    if shape.len() < 2 {
+        return Err(crate::measure::MeasureError(format!("a tensor of shape {shape:?} has no channel axis")));
+    }
+    let (n, c) = (shape[0], shape[1]);
+    let pixels: usize = shape[2..].iter().product();
+    let t = t.as_standard_layout();
+    let data = t.as_slice().expect("standard layout");
+    let every = every.max(1);
+    let cols = c + usize::from(with_ones);
+    Ok(DMatrix::from_fn((n * pixels).div_ceil(every), cols, |row, col| {
+        if col == c {
+            1.0
+        } else {
+            let row = row * every;
+            let (b, p) = (row / pixels, row % pixels);
+            data[(b * c + col) * pixels + p] as f64
+        }
+    }))
+}
+
+/// A `[..., K]` tensor as rows (every `every`-th of its leading positions) × `K` columns
+/// (`transposed`: a `[K, M]` matrix as its `M` columns).
+pub fn feature_rows(t: &ndarray::ArrayD<f32>, transposed: bool, every: usize) -> Result<DMatrix<f64>, crate::measure::MeasureError> {
+    let shape = t.shape();
+    let every = every.max(1);
+    let t = t.as_standard_layout();
+    let data = t.as_slice().expect("standard layout");
+    if transposed {
+        let [k, m] = shape else { return Err(crate::measure::MeasureError(format!("a transposed input of shape {shape:?}"))) };
+        let (k, m) = (*k, *m);
+        return Ok(DMatrix::from_fn(m.div_ceil(every), k, |row, col| data[col * m + row * every] as f64));
+    }
+    let k = *shape.last().ok_or_else(|| crate::measure::MeasureError("a scalar input".into()))?;
+    let rows = data.len() / k.max(1);
+    Ok(DMatrix::from_fn(rows.div_ceil(every), k, |row, col| data[row * every * k + col] as f64))
+}
+
 /// Signal-to-error ratio in dB of an error energy against a signal energy (`inf` when exact).
 pub fn snr_db(signal: f64, error: f64) -> f64 {
     if error <= 0.0 { f64::INFINITY } else { 10.0 * (signal / error).log10() }

@@ -26,6 +26,9 @@
 //!   A layer whose reduction axis is not a multiple of `M` is declined. With `scope:
 //!   sensitivity`, the layers where N:M costs least are chosen until `s` of the weights are gone
 //!   (each layer all or nothing).
+//! - `reconstruct: true` refits each pruned layer's kept weights by least squares on the
+//!   calibration inputs, mask fixed ([`crate::reconstruct`]); the change line gives the layer's
+//!   output SNR before and after.
 //!
 //! **Lossy**, judged by the gate. Zeros make a file compress better; they do not make a dense
 //! runtime (tract, onnxruntime's CPU kernels) faster, and the pass says so in its report.
@@ -114,6 +117,12 @@ pub struct Params {
     pub sensitivity_samples: usize,
     /// JSON file the sensitivity table is saved to and reused from (CSV and SVG written beside).
     pub sensitivity_file: Option<String>,
+    /// Refit the kept weights of each pruned layer by least squares on calibration inputs.
+    pub reconstruct: bool,
+    /// Ridge of the refit, relative to the mean input energy.
+    pub reconstruct_ridge: f64,
+    /// At most this many input rows (pixels, tokens) of each sample enter a layer's refit.
+    pub reconstruct_rows: usize,
     /// Layers with fewer weights are left dense.
     pub min_size: usize,
     /// Per-layer sparsity by node name pattern (the longest matching pattern wins).
@@ -134,6 +143,9 @@ impl Default for Params {
             sensitivity_grid: vec![0.25, 0.5, 0.7, 0.85, 0.95],
             sensitivity_samples: 4,
             sensitivity_file: None,
+            reconstruct: false,
+            reconstruct_ridge: 0.01,
+            reconstruct_rows: 2048,
             min_size: 1024,
             overrides: BTreeMap::new(),
             op_types: Vec::new(),
@@ -161,6 +173,9 @@ impl PassDef for PruneMagnitude {
         ("sensitivity_grid", "list", "sparsities each layer is measured at (scope: sensitivity)"),
         ("sensitivity_samples", "int", "calibration samples per sensitivity point (0: all)"),
         ("sensitivity_file", "path", "JSON sensitivity table saved and reused (CSV, SVG beside)"),
+        ("reconstruct", "bool", "refit the kept weights by least squares on calibration inputs (mask fixed)"),
+        ("reconstruct_ridge", "float", "ridge of the refit, relative to the mean input energy"),
+        ("reconstruct_rows", "int", "input rows (pixels, tokens) per sample used by the refit"),
         ("min_size", "int", "layers with fewer weights stay dense"),
         ("overrides", "map", "sparsity per node name pattern (longest matching pattern wins)"),
         ("op_types", "list", "op types to prune (empty: Conv, ConvTranspose, Gemm, MatMul)"),
@@ -547,36 +562,68 @@ impl Pass for PruneMagnitude {
         }
         let scores = self.scores(model, &layers, ctx, &mut report.notes)?;
         let actions = self.plan(model, &layers, &scores, ctx, &mut report.notes)?;
+        // Pruned values of every layer that changes (in layer order).
+        let mut results: Vec<Option<Vec<f32>>> = Vec::with_capacity(layers.len());
+        for ((l, score), action) in layers.iter().zip(&scores).zip(&actions) {
+            let Some(action) = action else {
+                results.push(None);
+                continue;
+            };
+            match pruned(l, score, *action) {
+                Ok(v) if v != l.values => results.push(Some(v)),
+                Ok(_) => results.push(None),
+                Err(why) => {
+                    results.push(None);
+                    let op = model.graph.node(l.node).map(|n| n.op_type().to_string()).unwrap_or_default();
+                    report.decline(&l.label, op, why);
+                }
+            }
+        }
+        let mut refit_notes: Vec<Option<String>> = vec![None; layers.len()];
+        if self.params.reconstruct {
+            let measure = ctx.require_measure("prune_magnitude with reconstruct: true")?;
+            let changed: Vec<usize> = (0..layers.len()).filter(|&i| results[i].is_some()).collect();
+            let asked: Vec<crate::reconstruct::Pruned<'_>> = changed
+                .iter()
+                .map(|&i| crate::reconstruct::Pruned {
+                    node: layers[i].node,
+                    dims: &layers[i].dims,
+                    original: &layers[i].values,
+                    pruned: results[i].as_deref().expect("changed"),
+                })
+                .collect();
+            let refits = crate::reconstruct::refit(model, &asked, measure, self.params.reconstruct_ridge, self.params.reconstruct_rows)?;
+            drop(asked);
+            for (&i, answer) in changed.iter().zip(refits) {
+                match answer {
+                    Ok(r) => {
+                        refit_notes[i] = Some(format!(", refit output SNR {:.1} -> {:.1} dB", r.snr_before, r.snr_after));
+                        results[i] = Some(r.values);
+                    }
+                    Err(why) => refit_notes[i] = Some(format!(", not refit: {why}")),
+                }
+            }
+        }
         let g = &mut model.graph;
         let (mut total, mut nonzero_before, mut nonzero_after) = (0usize, 0usize, 0usize);
-        for ((l, score), action) in layers.iter().zip(&scores).zip(actions) {
+        for ((l, result), refit) in layers.iter().zip(results).zip(refit_notes) {
             total += l.values.len();
             let kept = l.values.len() - zeros(&l.values);
             nonzero_before += kept;
-            let Some(action) = action else {
+            let Some(values) = result else {
                 nonzero_after += kept;
                 continue;
             };
-            let values = match pruned(l, score, action) {
-                Ok(v) => v,
-                Err(why) => {
-                    nonzero_after += kept;
-                    report.decline(&l.label, g.node(l.node).map(|n| n.op_type().to_string()).unwrap_or_default(), why);
-                    continue;
-                }
-            };
             nonzero_after += values.len() - zeros(&values);
-            if values == l.values {
-                continue;
-            }
             let name = g.value(l.weight).name.clone();
             let mut patch = Patch::new(format!(
-                "{}: {} of {} weights zero ({:.1}%, was {:.1}%)",
+                "{}: {} of {} weights zero ({:.1}%, was {:.1}%){}",
                 l.label,
                 zeros(&values),
                 values.len(),
                 100.0 * zeros(&values) as f64 / values.len() as f64,
-                100.0 * zeros(&l.values) as f64 / l.values.len() as f64
+                100.0 * zeros(&l.values) as f64 / l.values.len() as f64,
+                refit.unwrap_or_default()
             ));
             patch.replace_constant(l.weight, Tensor::from_f32(&name, &l.dims, &values), l.node);
             crate::quant::apply_or_decline(g, &mut report, l.node, Ok(patch));

@@ -45,7 +45,7 @@ use whittle_graph::onnx::AttributeProto;
 use whittle_graph::patch::{Patch, Wire};
 use whittle_graph::{DataType, Graph, Model, NodeId, Tensor, ValueId};
 
-use crate::linalg::{NormalEquations, snr_db, truncated_svd};
+use crate::linalg::{NormalEquations, channel_rows, snr_db, truncated_svd};
 use crate::measure::{LatencyComparison, Measure};
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
@@ -344,7 +344,7 @@ impl SeparableConv {
                 use rayon::prelude::*;
                 sums.par_iter_mut().enumerate().try_for_each(|(k, s)| {
                     let (z, y) = (&values[2 * k], &values[2 * k + 1]);
-                    let (zr, yr) = (rows_of(z, true)?, rows_of(y, false)?);
+                    let (zr, yr) = (channel_rows(z, true, 1)?, channel_rows(y, false, 1)?);
                     if zr.nrows() != yr.nrows() {
                         return Err(crate::measure::MeasureError(format!("layer {k}: depthwise and original outputs differ in size")));
                     }
@@ -438,28 +438,6 @@ impl SeparableConv {
 fn stacked(pointwise: &DMatrix<f64>, bias: &[f64]) -> DMatrix<f64> {
     let width = pointwise.ncols();
     DMatrix::from_fn(width + 1, pointwise.nrows(), |j, o| if j < width { pointwise[(o, j)] } else { bias[o] })
-}
-
-/// A `[N, C, spatial...]` tensor as rows (one per batch item and pixel) × `C` columns, with a
-/// column of ones appended when `with_ones` (the bias's input).
-fn rows_of(t: &ndarray::ArrayD<f32>, with_ones: bool) -> Result<DMatrix<f64>, crate::measure::MeasureError> {
-    let shape = t.shape();
-    if shape.len() < 2 {
-        return Err(crate::measure::MeasureError(format!("a convolution output of shape {shape:?}")));
-    }
-    let (n, c) = (shape[0], shape[1]);
-    let pixels: usize = shape[2..].iter().product();
-    let t = t.as_standard_layout();
-    let data = t.as_slice().expect("standard layout");
-    let cols = c + usize::from(with_ones);
-    Ok(DMatrix::from_fn(n * pixels, cols, |row, col| {
-        if col == c {
-            1.0
-        } else {
-            let (b, p) = (row / pixels, row % pixels);
-            data[(b * c + col) * pixels + p] as f64
-        }
-    }))
 }
 
 impl Pass for SeparableConv {
