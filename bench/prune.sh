@@ -2,14 +2,15 @@
 # Magnitude pruning benchmark, run on demand (not in CI): the three PP-OCR models pruned to 50%
 # of the weights of their prunable layers (>= 1024 weights) by `pipelines/prune_magnitude.yaml`
 # with the command-line overrides, once per allocation: uniform (every layer 50%), one global
-# magnitude threshold, and measured sensitivity (magnitude and Wanda scores), plus 2:4 on every
-# layer. Every figure is what the run's report measured on the ../shared evaluation data: output
-# SQNR, the task metric (cls top-1 accuracy, det text-mask IoU at 0.3, rec CTC string accuracy),
+# magnitude threshold, and measured sensitivity (magnitude and Wanda scores, Wanda with the
+# least-squares refit), plus 2:4 on every layer without and with the refit. Every figure is what
+# the run's report measured on the ../shared evaluation data: output SQNR, the task metric (cls top-1 accuracy, det text-mask IoU at 0.3, rec CTC string accuracy),
 # file size and zstd size against the original.
 #
 #   bash bench/prune.sh                          # builds whittle (release)
 #   WHITTLE_BIN=path/to/whittle bash bench/prune.sh
 #   MODELS="cls rec" bash bench/prune.sh
+#   CASES="uniform 2of4-refit" bash bench/prune.sh   # some settings only
 #
 # Needs ../shared and the venv .venv-peer (for the summary); creates the venv if missing.
 # Writes $OUT/summary.tsv (default OUT=bench/out/prune); sensitivity tables (JSON, CSV, SVG) in $OUT.
@@ -40,6 +41,7 @@ step=steps.8.prune_magnitude
 run_case() { # model setting, then --set overrides
     local model=$1 name=$2 report="$OUT/$1.$2.report.json"
     shift 2
+    [[ -z "${CASES:-}" || " $CASES " == *" $name "* ]] || return 0
     local args
     case $model in
         cls) args=(--model "$SHARED/models/ch_ppocr_mobile_v2.0_cls_infer.onnx" --input x=1,3,48,192
@@ -64,6 +66,9 @@ for model in ${MODELS:-cls det rec}; do
         --set "$step.sensitivity_file=\"$OUT/$model.sensitivity.json\""
     run_case "$model" sensitivity-wanda --set $step.sparsity=0.5 --set $step.scope=sensitivity --set $step.score=wanda \
         --set "$step.sensitivity_file=\"$OUT/$model.sensitivity-wanda.json\""
+    run_case "$model" sensitivity-wanda-refit --set $step.sparsity=0.5 --set $step.scope=sensitivity --set $step.score=wanda \
+        --set $step.reconstruct=true --set "$step.sensitivity_file=\"$OUT/$model.sensitivity-wanda.json\""
     run_case "$model" 2of4 --set "$step.pattern=\"2:4\""
+    run_case "$model" 2of4-refit --set "$step.pattern=\"2:4\"" --set $step.reconstruct=true
 done
 column -t -s $'\t' "$OUT/summary.tsv"
