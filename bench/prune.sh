@@ -19,8 +19,10 @@ set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OUT=${OUT:-"$ROOT/bench/out/prune"}
-SHARED="$ROOT/../shared"
 mkdir -p "$OUT"
+# Absolute: the sensitivity tables' paths would otherwise resolve against the pipeline's folder.
+OUT=$(cd "$OUT" && pwd)
+SHARED="$ROOT/../shared"
 
 printf "model\tsetting\tsparsity\tsqnr_db\ttask\tsize_ratio\tzstd_ratio\n" > "$OUT/summary.tsv"
 summarize() { # model setting report
