@@ -4,7 +4,7 @@
 //! onnxruntime all take.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use whittle_tests::cli::text;
 
@@ -99,17 +99,6 @@ fn two_of_four_on_every_ppocr_model_exports_models_the_runtimes_take() {
         assert!(two_of_four_layers(&out) >= 10, "{file}: {}", text(&o));
         let Some(python) = whittle_tests::peer_python() else { continue };
         whittle_tests::full_check(&python, &out).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let c = Command::new(&python)
-            .arg(shared.join("peer/compare.py"))
-            .arg(&model)
-            .arg(&out)
-            .arg("--inputs")
-            .arg(shared.join("data").join(eval))
-            .args(["--runs", "0"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&c.stdout);
-        assert!(c.status.success(), "{file}: compare.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&c.stderr));
-        assert!(stdout.contains("\"checker\": \"pass\"") && stdout.contains("\"ort_load\": \"ok\""), "{file}: {stdout}");
+        whittle_tests::peer_compare(&python, &shared, &model, &out, &shared.join("data").join(eval), &[]);
     }
 }

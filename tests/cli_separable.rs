@@ -3,7 +3,7 @@
 //! model with its result judged by `onnx.checker` and onnxruntime.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use whittle_tests::cli::text;
 
@@ -85,18 +85,9 @@ fn the_det_separable_pipeline_exports_a_model_onnxruntime_runs() {
     assert!(sep["applied"].as_u64().unwrap() >= 5, "{sep}");
     let Some(python) = whittle_tests::peer_python() else { return };
     whittle_tests::full_check(&python, &out).unwrap();
-    let c = Command::new(&python)
-        .arg(shared.join("peer/compare.py"))
-        .arg(shared.join("models/ch_PP-OCRv4_det_infer.onnx"))
-        .arg(&out)
-        .arg("--inputs")
-        .arg(shared.join("data/ocr_det640_eval.npz"))
-        .args(["--mask-threshold", "0.3", "--runs", "0"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&c.stdout);
-    assert!(c.status.success(), "compare.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&c.stderr));
-    assert!(stdout.contains("\"checker\": \"pass\"") && stdout.contains("\"ort_load\": \"ok\""), "{stdout}");
+    let det = shared.join("models/ch_PP-OCRv4_det_infer.onnx");
+    let stdout =
+        whittle_tests::peer_compare(&python, &shared, &det, &out, &shared.join("data/ocr_det640_eval.npz"), &["--mask-threshold", "0.3"]);
     let last = stdout.lines().last().unwrap_or("");
     let iou: f64 = last
         .split_whitespace()

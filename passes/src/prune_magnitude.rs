@@ -214,6 +214,13 @@ enum Action {
     NOfM(usize, usize),
 }
 
+impl Action {
+    /// Zero `round(s·n)` of the layer's `n` weights.
+    fn share(l: &Layer, s: f64) -> Action {
+        Action::Zero((s * l.values.len() as f64).round() as usize)
+    }
+}
+
 impl PruneMagnitude {
     fn check_params(&self) -> Result<(), String> {
         self.selection.check()?;
@@ -338,7 +345,7 @@ impl PruneMagnitude {
         notes: &mut Vec<String>,
     ) -> Result<Vec<Option<Action>>, PassError> {
         let p = &self.params;
-        let count = |l: &Layer, s: f64| Action::Zero((s * l.values.len() as f64).round() as usize);
+        let count = Action::share;
         // Layers with an override are fixed; the others share the pass's sparsity.
         let mut actions: Vec<Option<Action>> = layers.iter().map(|l| l.sparsity.map(|s| count(l, s))).collect();
         let free: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].sparsity.is_none()).collect();
@@ -424,7 +431,7 @@ impl PruneMagnitude {
                     let l = &layers[i];
                     let action = match p.pattern {
                         Pattern::NOfM { n, m } => Action::NOfM(n, m),
-                        Pattern::Unstructured => Action::Zero((s * l.values.len() as f64).round() as usize),
+                        Pattern::Unstructured => Action::share(l, s),
                     };
                     let mut candidate = model.clone();
                     let name = candidate.graph.value(l.weight).name.clone();

@@ -18,8 +18,6 @@
 //! lower it is not applied. Lossy (the pruned model is), judged by the gate.
 
 use nalgebra::DMatrix;
-use whittle_graph::builder::{attr_int, attr_ints};
-use whittle_graph::edit::OpSpec;
 use whittle_graph::patch::{Patch, Wire};
 use whittle_graph::{DataType, Model, NodeId, Tensor};
 
@@ -148,14 +146,7 @@ pub fn refit(
                 let dims = [vec![(c_in * k) as i64, 1], kernel.clone()].concat();
                 let w = patch.add_constant(&format!("reconstruct_tap_w{}", taps.len()), Tensor::from_f32("", &dims, &onehot));
                 let name = g.fresh_name(&format!("{}_reconstruct_tap", g.node_label(p.node)));
-                let mut spec = OpSpec::new("Conv", &[], &name).named(&name);
-                spec.attributes = n
-                    .attributes
-                    .iter()
-                    .filter(|a| !matches!(a.name(), "group" | "kernel_shape"))
-                    .map(|a| a.proto.clone())
-                    .chain([attr_int("group", c_in as i64), attr_ints("kernel_shape", &kernel)])
-                    .collect();
+                let spec = crate::rewrite::conv_like(n, &name, &name, c_in, &kernel);
                 taps.push(Some(patch.add_op(spec, vec![Wire::Value(input), w], n.order)));
             }
             _ => taps.push(None),

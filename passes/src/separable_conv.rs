@@ -41,7 +41,6 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use whittle_graph::builder::{attr_int, attr_ints};
 use whittle_graph::edit::OpSpec;
-use whittle_graph::onnx::AttributeProto;
 use whittle_graph::patch::{Patch, Wire};
 use whittle_graph::{DataType, Graph, Model, NodeId, Tensor, ValueId};
 
@@ -51,7 +50,7 @@ use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
 pub use crate::rank::RankRule;
 use crate::rank::{MAX_MACS_RATIO_PARAM, RANK_PARAM, cumulative_energy, weight_error};
-use crate::rewrite::is_exclusive_constant;
+use crate::rewrite::{conv_like, is_exclusive_constant};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -162,15 +161,7 @@ impl Factored {
     /// The depthwise Conv: the original's attributes but group and kernel shape.
     fn depthwise_spec(&self, g: &Graph, output: &str, group: usize) -> OpSpec {
         let n = g.node(self.conv).expect("planned on this graph");
-        let mut spec = OpSpec::new("Conv", &[], output).named(&format!("{}_depthwise", g.node_label(self.conv)));
-        spec.attributes = n
-            .attributes
-            .iter()
-            .filter(|a| !matches!(a.name(), "group" | "kernel_shape"))
-            .map(|a| a.proto.clone())
-            .chain([attr_int("group", group as i64), attr_ints("kernel_shape", &self.kernel)])
-            .collect::<Vec<AttributeProto>>();
-        spec
+        conv_like(n, &format!("{}_depthwise", g.node_label(self.conv)), output, group, &self.kernel)
     }
 }
 

@@ -159,6 +159,33 @@ pub mod numeric {
     }
 }
 
+/// `../shared/peer/compare.py original candidate --inputs data --runs 0 extra...`: asserts that it
+/// succeeds, that onnx.checker passes the candidate and onnxruntime loads it; returns its stdout.
+pub fn peer_compare(
+    python: &std::path::Path,
+    shared: &std::path::Path,
+    original: &std::path::Path,
+    candidate: &std::path::Path,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> String {
+    let c = std::process::Command::new(python)
+        .arg(shared.join("peer/compare.py"))
+        .arg(original)
+        .arg(candidate)
+        .arg("--inputs")
+        .arg(data)
+        .args(["--runs", "0"])
+        .args(extra)
+        .output()
+        .expect("run compare.py");
+    let stdout = String::from_utf8_lossy(&c.stdout).into_owned();
+    let who = candidate.display();
+    assert!(c.status.success(), "{who}: compare.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&c.stderr));
+    assert!(stdout.contains("\"checker\": \"pass\"") && stdout.contains("\"ort_load\": \"ok\""), "{who}: {stdout}");
+    stdout
+}
+
 /// `onnx.checker.check_model(model, full_check=True)` with the peer Python; `Err` with its message.
 pub fn full_check(python: &std::path::Path, model: &std::path::Path) -> Result<(), String> {
     let script = "import sys, onnx\nonnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)";
