@@ -13,3 +13,4 @@ mod quantization;
 mod roundtrip;
 mod run_library;
 mod separable;
+mod sparse_storage;

@@ -27,7 +27,8 @@ type InputShapes = Vec<(String, Vec<i64>)>;
 
 /// Fixtures with something for every cleanup pass to do: an old opset, Identity and Dropout,
 /// foldable shape arithmetic, Conv + BatchNormalization, a channel-wise Mul, a MatMul, a dead branch,
-/// two convolutions through a Relu, a low-rank 3x3 convolution, a convolution large enough to prune.
+/// two convolutions through a Relu, a low-rank 3x3 convolution, a convolution large enough to prune,
+/// a mostly-zero weight to store sparse.
 fn fixtures() -> Vec<(Model, InputShapes)> {
     let mut b = GraphBuilder::new(11);
     let x = b.input("x", DataType::Float, &[1, 3, 8, 8]);
@@ -70,7 +71,12 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     // A layer large enough to prune (1152 weights).
     let wd = constant(&mut b, "wd", &[16, 8, 3, 3], 9);
     let cd = b.node("Conv", &[cc, wd], &["cd"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
-    b.output(cd);
+    // A mostly-zero weight (90%, as after pruning), for sparse storage.
+    let mostly_zero: Vec<f32> =
+        whittle_tests::numeric::weights(8 * 16 * 9, 10).iter().enumerate().map(|(i, w)| if i % 10 == 0 { *w } else { 0.0 }).collect();
+    let we = b.constant("we", Tensor::from_f32("we", &[8, 16, 3, 3], &mostly_zero));
+    let ce = b.node("Conv", &[cd, we], &["ce"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+    b.output(ce);
     let mut conv_model = b.finish();
     // An old file: its initializers listed as inputs are not overridable defaults.
     conv_model.meta.ir_version = Some(3);

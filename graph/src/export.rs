@@ -59,9 +59,13 @@ pub fn model_to_proto(model: &Model) -> ModelProto {
 }
 
 /// The model as bytes a runtime can read from memory: every tensor inline (tract cannot resolve
-/// external data from bytes).
+/// external data from bytes) and dense (sparse initializers become ordinary ones).
 pub fn encode_for_runtime(model: &Model) -> Vec<u8> {
-    model_to_proto(&with_inline_data(model)).encode_to_vec()
+    let mut proto = model_to_proto(&with_inline_data(model));
+    if let Some(g) = proto.graph.as_mut() {
+        crate::sparse::densify_graph(g);
+    }
+    proto.encode_to_vec()
 }
 
 /// The graph as a protobuf message.
@@ -200,8 +204,11 @@ fn const_node_proto(g: &Graph, v: ValueId) -> NodeProto {
         return proto;
     }
     let keeps_value_attr = is_constant && proto.attribute.len() == 1 && proto.attribute[0].name.as_deref() == Some("value");
+    let sparse = c.is_sparse().then(|| crate::sparse::to_sparse(&c.tensor.renamed(&value.name)).ok()).flatten();
     if keeps_value_attr {
         proto.attribute[0].t = Some(c.tensor.proto().clone());
+    } else if let Some(sparse) = sparse {
+        proto.attribute[0].sparse_tensor = Some(sparse);
     } else if *modified || !is_constant {
         // The data changed and the original form (value_float, ConstantOfShape...) cannot hold it.
         proto.op_type = Some("Constant".into());

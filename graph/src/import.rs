@@ -289,7 +289,8 @@ impl Importer {
     }
 
     /// The tensor a `Constant` node defines, with the data taken out of `node` (the IR tensor is
-    /// the one copy). `None` for forms kept as an operation (sparse_value).
+    /// the one copy). `None` for forms kept as an operation (a `sparse_value` not in the form
+    /// whittle writes).
     fn constant_node_tensor(&mut self, node: &mut NodeProto) -> Option<Tensor> {
         let [attr] = node.attribute.as_mut_slice() else { return None };
         let out = node.output[0].clone();
@@ -322,6 +323,13 @@ impl Importer {
                     ..Default::default()
                 };
                 Tensor::from_proto(proto).ok()?
+            }
+            // Sparse data in whittle's canonical form (named like the output) is held dense and
+            // written back the same; any other form stays an operation, byte for byte.
+            "sparse_value" => {
+                let tensor = attr.sparse_tensor.as_ref().and_then(crate::sparse::is_canonical).filter(|t| t.name() == out)?;
+                attr.sparse_tensor = None;
+                tensor
             }
             _ => return None,
         };

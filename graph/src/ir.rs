@@ -170,6 +170,16 @@ pub struct Constant {
     pub origin: ConstOrigin,
 }
 
+impl Constant {
+    /// Whether the file stores it sparse: a `Constant` node with a `sparse_value` attribute.
+    pub fn is_sparse(&self) -> bool {
+        matches!(&self.origin, ConstOrigin::Node { proto, .. }
+            if proto.op_type.as_deref() == Some("Constant")
+                && proto.attribute.len() == 1
+                && proto.attribute[0].name.as_deref() == Some(crate::sparse::SPARSE_ATTRIBUTE))
+    }
+}
+
 /// What defines a value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ValueDef {
@@ -364,6 +374,48 @@ impl Graph {
             v.dtype = Some(c.tensor.dtype());
             v.shape = Some(Shape::from_dims(c.tensor.dims()));
         }
+    }
+
+    /// Stores a constant in sparse form from now on: a `Constant` node with a `sparse_value`
+    /// attribute (see [`crate::sparse`]; the data is unchanged). Placed just before its first
+    /// reader. Declines graph inputs' defaults and tensors the sparse form cannot hold (strings,
+    /// packed sub-byte types): returns whether the constant is now stored sparse.
+    pub fn store_sparse(&mut self, id: ValueId) -> bool {
+        if self.is_graph_input(id) {
+            return false;
+        }
+        let Some(c) = self.value(id).constant() else { return false };
+        if c.is_sparse() {
+            return true;
+        }
+        if crate::sparse::sparse_data_bytes(&c.tensor).is_none() {
+            return false;
+        }
+        let readers = self.value(id).uses().iter().filter_map(|(n, _)| self.node(*n)).map(|n| n.order);
+        let order = readers.min().unwrap_or(OrderKey { major: 0, minor: 0 });
+        // A ConstantOfShape reads its shape: that value may now be unused.
+        let (read, name) = match &c.origin {
+            ConstOrigin::Node { inputs, proto, .. } => (inputs.clone(), proto.name.clone()),
+            _ => (Vec::new(), None),
+        };
+        let proto = NodeProto {
+            name,
+            op_type: Some("Constant".into()),
+            attribute: vec![crate::onnx::AttributeProto {
+                name: Some(crate::sparse::SPARSE_ATTRIBUTE.into()),
+                r#type: Some(crate::onnx::attribute_proto::AttributeType::SparseTensor as i32),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        if let ValueDef::Constant(c) = &mut self.values[id.index()].def {
+            c.tensor = c.tensor.inlined();
+            c.origin = ConstOrigin::Node { proto, inputs: Vec::new(), order, modified: false };
+        }
+        for v in read {
+            self.remove_value_if_unused(v);
+        }
+        true
     }
 
     /// Replaces how a constant's data is stored (inline or external) without changing the data or

@@ -21,6 +21,7 @@ pub mod ir;
 pub mod model;
 pub mod patch;
 pub mod shape;
+pub mod sparse;
 pub mod stats;
 pub mod tensor;
 pub mod text;

@@ -191,14 +191,15 @@ fn pin_input_shapes(model: &mut Model, report: &mut PassReport) {
 const SPLAT_LIFT_BYTES: u64 = 32;
 
 /// Turns `Constant` nodes into initializers (ConstantOfShape ones only when their data is no
-/// larger than the node: the cleanup never grows a model).
+/// larger than the node, sparse ones never: the cleanup never grows a model).
 fn lift_constant_nodes(model: &mut Model, max_bytes: u64) -> usize {
     let g = &mut model.graph;
     let ids: Vec<ValueId> = g.value_ids().collect();
     let mut lifted = 0;
     for v in ids {
         let value = g.value(v);
-        let Some(c) = value.constant() else { continue };
+        // Sparse constants (sparse_storage) stay sparse: lifting them would grow the file.
+        let Some(c) = value.constant().filter(|c| !c.is_sparse()) else { continue };
         let ConstOrigin::Node { proto, inputs, .. } = &c.origin else { continue };
         let splat = proto.op_type.as_deref() != Some("Constant");
         if splat && c.tensor.byte_size() > SPLAT_LIFT_BYTES.min(max_bytes) {

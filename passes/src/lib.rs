@@ -27,6 +27,7 @@ pub mod quantize_static;
 pub mod quantize_weights;
 pub mod remove_noops;
 pub mod separable_conv;
+pub mod sparse_storage;
 pub mod strip_names;
 
 pub use pass::{Declined, Pass, PassContext, PassError, PassReport};

@@ -97,6 +97,7 @@ declare_passes! {
     separable_conv::SeparableConv,
     low_rank::LowRank,
     prune_magnitude::PruneMagnitude,
+    sparse_storage::SparseStorage,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,

@@ -235,7 +235,11 @@ impl Printer<'_> {
             .filter_map(|id| {
                 let v = g.value(id);
                 let (ty, data) = match &v.def {
-                    ValueDef::Constant(c) => (literal::type_of(&c.tensor), literal::tensor_data(&c.tensor, self.opts)),
+                    ValueDef::Constant(c) => {
+                        let ty = literal::type_of(&c.tensor);
+                        let ty = if c.is_sparse() { format!("sparse {ty}") } else { ty };
+                        (ty, literal::tensor_data(&c.tensor, self.opts))
+                    }
                     ValueDef::Sparse => sparse_initializer(g, &v.name, self.opts)?,
                     _ => return None,
                 };
