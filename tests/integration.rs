@@ -9,6 +9,7 @@ mod low_rank;
 mod pass_properties;
 mod pass_snapshots;
 mod prune;
+mod prune_channels;
 mod quantization;
 mod roundtrip;
 mod run_library;

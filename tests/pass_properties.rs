@@ -71,11 +71,11 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     // A layer large enough to prune (1152 weights).
     let wd = constant(&mut b, "wd", &[16, 8, 3, 3], 9);
     let cd = b.node("Conv", &[cc, wd], &["cd"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
-    // A mostly-zero weight (90%, as after pruning), for sparse storage.
+    // A mostly-zero 1x1 weight (90%, as after pruning), for sparse storage.
     let mostly_zero: Vec<f32> =
-        whittle_tests::numeric::weights(8 * 16 * 9, 10).iter().enumerate().map(|(i, w)| if i % 10 == 0 { *w } else { 0.0 }).collect();
-    let we = b.constant("we", Tensor::from_f32("we", &[8, 16, 3, 3], &mostly_zero));
-    let ce = b.node("Conv", &[cd, we], &["ce"], vec![attr_ints("pads", &[1, 1, 1, 1])])[0];
+        whittle_tests::numeric::weights(128 * 16, 10).iter().enumerate().map(|(i, w)| if i % 10 == 0 { *w } else { 0.0 }).collect();
+    let we = b.constant("we", Tensor::from_f32("we", &[128, 16, 1, 1], &mostly_zero));
+    let ce = b.node("Conv", &[cd, we], &["ce"], vec![])[0];
     b.output(ce);
     let mut conv_model = b.finish();
     // An old file: its initializers listed as inputs are not overridable defaults.
@@ -100,9 +100,17 @@ fn fixtures() -> Vec<(Model, InputShapes)> {
     ]
 }
 
+/// Passes that remove a share of what is there (`prune_channels: ratio 0.3` takes 30% of the
+/// channels left each time): a second run prunes again by design. They must still give a model
+/// the manager validates, and do something on fixture 0.
+const SHARE_OF_WHAT_IS_LEFT: &[&str] = &["prune_channels"];
+
 /// Runs `pass` twice on `m`; the second run must apply nothing and leave the text unchanged.
 fn twice(m: &mut Model, pass: &str, shapes: &[(String, Vec<i64>)], what: &str) -> usize {
     let first = whittle_tests::run_pass(m, pass, shapes);
+    if SHARE_OF_WHAT_IS_LEFT.contains(&pass) {
+        return first.applied;
+    }
     let text = model_text(m, &TextOptions::default());
     let second = whittle_tests::run_pass(m, pass, shapes);
     assert_eq!(second.applied, 0, "{what}, {pass}: the second run applied {:?}", second.changes);

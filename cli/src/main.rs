@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Summarise a model: opsets, inputs/outputs, op histogram, parameters, MACs per layer.
     Inspect(commands::inspect::Args),
+    /// Print the channel dependency groups structured pruning works on, and why any is declined.
+    Groups(commands::groups::Args),
     /// Print the canonical text form of a model.
     Dump(commands::dump::Args),
     /// Unified diff of two models' canonical text forms.
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Groups(args) => commands::groups::run(&args),
         Command::Dump(args) => commands::dump::run(&args),
         Command::Diff(args) => commands::diff::run(&args),
         Command::Convert(args) => commands::convert::run(&args),

@@ -13,12 +13,24 @@
 //! | Gemm | `B[K, N]` (`B[N, K]` with `transB`) | 1 (0) | 0 (1) | - |
 //! | MatMul | `B[..., K, N]` | last | second to last | - |
 //!
-//! **Channel flow through other ops** ([`channel_flow`], channel axis 1 of NCHW tensors): what a
-//! channel index on the data input becomes on the output. Unary element-wise ops and pooling keep
-//! it; BatchNormalization-like ops and PRelu keep it and carry per-channel parameters; binary
-//! element-wise ops keep it where the other operand broadcasts; Concat on axis 1 offsets it by
-//! the channels before; Flatten on axis 1 expands channel `c` into the block `c·H·W .. (c+1)·H·W`;
-//! anything else (Concat or Flatten on another axis included) blocks, with the reason.
+//! **Channel flow through other ops** ([`channel_flow`]): how an index along one axis of an op's
+//! data input maps to its output. Structured pruning follows a channel through the graph with these
+//! kinds; the axis arithmetic of each kind (broadcast alignment, Concat offsets, the reshape rule)
+//! is in `whittle_passes::channel_groups`.
+//!
+//! | kind | ops | what an index on an axis becomes |
+//! |---|---|---|
+//! | `Layer` | Conv, ConvTranspose, Gemm, MatMul | consumed (input channels) or produced (output channels): [`WeightAxes`] |
+//! | `Keep` | unary element-wise (Relu, Clip, HardSwish, Sigmoid, Cast...) | the same index on the same axis |
+//! | `KeepWithParams` | BatchNormalization, InstanceNormalization, PRelu | the same, and the listed inputs hold one parameter per channel (axis 1) |
+//! | `Broadcast` | Add, Sub, Mul, Div, Max, Min, Sum, Where, Pow | the same, on every operand that is not broadcast along the axis |
+//! | `Window` | pooling (global too), Resize, Upsample, Pad | the same on axes the op leaves whole (batch and channels for pooling) |
+//! | `Concat`, `Split` | | offset by the sizes before it along the op's axis; other axes unchanged |
+//! | `Reshape` | Reshape, Flatten, Squeeze, Unsqueeze | followed by the dims: kept, or expanded into a block when merged with the axes after it |
+//! | `Transpose` | | moved to its new position |
+//! | `Reduce` | ReduceMean, ReduceSum, ReduceMax... | blocked on a reduced axis, else kept (moved when dims are dropped) |
+//! | `Normalize` | Softmax, LogSoftmax, LayerNormalization | blocked on the normalized axes, else kept |
+//! | `Blocked` | Shape, Size, Slice, Gather, and any op without a rule | cannot be followed, with the reason |
 
 use crate::ir::Node;
 
@@ -138,23 +150,33 @@ fn channel_of_elements(dims: &[i64], axis: usize, grouped_by: Option<usize>, gro
         .collect()
 }
 
-/// How a channel index on an op's data input maps to its output (module docs).
+/// How a channel index on an op's data input maps to its output (module table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelFlow {
     /// A weighted layer: output channels are its own, input channels are consumed (see [`WeightAxes`]).
     Layer,
-    /// The channel passes through unchanged (unary element-wise, pooling, Resize, Pad of spatial axes).
+    /// Every axis passes through unchanged (unary element-wise).
     Keep,
-    /// Passes through; the inputs at these positions hold one parameter per channel
+    /// Passes through; the inputs at these positions hold one parameter per channel of axis 1
     /// (BatchNormalization's scale, bias, mean, variance; InstanceNormalization's scale and bias).
     KeepWithParams(&'static [usize]),
-    /// Element-wise with broadcasting: channels pass through where the other operands are
-    /// per-channel or scalar (residual Add, squeeze-excitation Mul).
+    /// Element-wise with broadcasting: an axis passes through where the other operands are
+    /// per-channel or broadcast (residual Add, squeeze-excitation Mul).
     Broadcast,
-    /// Concatenation: along axis 1 channel `c` of input `i` is output channel `offset_i + c`.
+    /// Pooling, Resize, Pad: an axis the op leaves whole passes through.
+    Window,
+    /// Concatenation: along its axis, index `c` of input `i` is output index `offset_i + c`.
     Concat,
-    /// Flatten (or Reshape) to features: channel `c` becomes the block `c·H·W .. (c+1)·H·W`.
-    Flatten,
+    /// The inverse of Concat.
+    Split,
+    /// Reshape, Flatten, Squeeze, Unsqueeze: followed by the input and output dims.
+    Reshape,
+    /// Transpose: the axis moves.
+    Transpose,
+    /// Reductions: a reduced axis blocks.
+    Reduce,
+    /// Softmax, LogSoftmax, LayerNormalization: a normalized axis blocks.
+    Normalize,
     /// The channel cannot be followed through this op.
     Blocked(&'static str),
 }
@@ -166,20 +188,25 @@ pub fn channel_flow(node: &Node) -> ChannelFlow {
     }
     match node.op_type() {
         op if LAYER_OPS.contains(&op) => ChannelFlow::Layer,
-        "Concat" | "Flatten" if node.attr_int("axis").unwrap_or(1) != 1 => {
-            ChannelFlow::Blocked("it works on another axis than the channels")
-        }
         "PRelu" => ChannelFlow::KeepWithParams(&[1]),
         "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Gelu" | "Softplus"
-        | "Mish" | "Identity" | "Dropout" | "Abs" | "Neg" | "Exp" | "Sqrt" | "Cast" | "MaxPool" | "AveragePool" | "LpPool"
-        | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" | "Resize" | "Upsample" => ChannelFlow::Keep,
+        | "Mish" | "Identity" | "Dropout" | "Abs" | "Neg" | "Exp" | "Sqrt" | "Cast" | "Erf" | "Reciprocal" | "Floor" | "Ceil" | "Round"
+        | "Sign" | "Log" | "Sin" | "Cos" => ChannelFlow::Keep,
+        "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" | "Resize" | "Upsample" | "Pad" => {
+            ChannelFlow::Window
+        }
         "BatchNormalization" => ChannelFlow::KeepWithParams(&[1, 2, 3, 4]),
         "InstanceNormalization" => ChannelFlow::KeepWithParams(&[1, 2]),
-        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Where" => ChannelFlow::Broadcast,
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Where" | "Pow" => ChannelFlow::Broadcast,
         "Concat" => ChannelFlow::Concat,
-        "Flatten" => ChannelFlow::Flatten,
-        "Reshape" | "Transpose" => ChannelFlow::Blocked("a reshape or permutation (followed only when it is proven to be a flatten)"),
+        "Split" => ChannelFlow::Split,
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => ChannelFlow::Reshape,
+        "Transpose" => ChannelFlow::Transpose,
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceSumSquare"
+        | "ReduceLogSum" | "ReduceLogSumExp" => ChannelFlow::Reduce,
+        "Softmax" | "LogSoftmax" | "LayerNormalization" => ChannelFlow::Normalize,
         "Shape" | "Size" => ChannelFlow::Blocked("it computes a shape"),
+        "Slice" | "Gather" => ChannelFlow::Blocked("it selects along an axis (not followed yet)"),
         _ => ChannelFlow::Blocked("no channel rule for this op"),
     }
 }

@@ -2,6 +2,7 @@
 //! named like the pass.
 
 pub mod affine;
+pub mod channel_groups;
 pub mod driver;
 pub mod linalg;
 pub mod measure;
@@ -21,6 +22,7 @@ pub mod fold_channelwise;
 pub mod initializers_as_constants;
 pub mod low_rank;
 pub mod opset_conversion;
+pub mod prune_channels;
 pub mod prune_magnitude;
 pub mod quantize_dynamic;
 pub mod quantize_static;

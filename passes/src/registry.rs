@@ -97,6 +97,7 @@ declare_passes! {
     separable_conv::SeparableConv,
     low_rank::LowRank,
     prune_magnitude::PruneMagnitude,
+    prune_channels::PruneChannels,
     sparse_storage::SparseStorage,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,

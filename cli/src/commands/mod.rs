@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod diff;
 pub mod dump;
+pub mod groups;
 pub mod inspect;
 pub mod passes;
 pub mod run;

@@ -1,0 +1,383 @@
+//! `prune_channels`: structured channel pruning. Whole channels are removed from every weight and
+//! tensor of their dependency group ([`crate::channel_groups`]), so the model really gets smaller
+//! and faster on any runtime: a Conv loses filters, the layers reading it the matching input
+//! channels, BatchNormalization and channel-wise constants their entries, a grouped Conv whole
+//! groups, a Reshape or Split the matching sizes.
+//!
+//! - **Groups**: the analysis follows each layer's output channels through the graph (residual
+//!   Add, squeeze-excitation Mul, Concat and Split offsets, Flatten/Reshape into a Gemm or MatMul,
+//!   Transpose, depthwise and grouped convolutions) and declines, with the reason, every group it
+//!   cannot follow exactly; channels that reach a graph input or output stay.
+//! - **Importance** of a channel, over its group (Torch-Pruning's group importance): for every
+//!   weight the channel touches (a layer's output row, a reading layer's input column), the norm
+//!   of that slice (`importance: l1` or `l2`), divided by the mean over the weight's slices so
+//!   layers of different scales count alike, averaged over the group's weights. `bn_scale`: the
+//!   `|γ|` of the group's BatchNormalizations (network slimming; run before `fold_batchnorm`),
+//!   else `l2`.
+//! - **How many**: `ratio` of each group's channels, the count kept rounded up to a multiple of
+//!   `round_to` and never below `min_channels`; the least important go, but never the last
+//!   channel of a tensor (a Concat input, say).
+//!
+//! Removing channel `c` makes the model compute what it would if that channel's activations
+//! were zero, exactly when the channel is zero before its readers (a filter of zeros, no bias,
+//! through ops that keep zero: Relu, not a BatchNormalization with a shift, nor a Sigmoid): the
+//! numeric test checks that. Otherwise **lossy**, judged by the gate.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use whittle_graph::builder::attr_int;
+use whittle_graph::patch::Patch;
+use whittle_graph::{Model, NodeId, Tensor, ValueId};
+
+use crate::channel_groups::{Analysis, Effect, Group, analyze};
+use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+
+/// How a channel's importance is scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Importance {
+    L1,
+    L2,
+    /// `|γ|` of the group's BatchNormalizations.
+    BnScale,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Share of each group's channels removed, in [0, 1).
+    pub ratio: f64,
+    pub importance: Importance,
+    /// The count of channels each group keeps is rounded up to a multiple of this.
+    pub round_to: usize,
+    /// No group keeps fewer channels.
+    pub min_channels: usize,
+    /// Prune only groups produced by layers with these name patterns (empty: all).
+    pub include: Vec<String>,
+    /// Groups produced by a layer with one of these name patterns or op types stay whole.
+    pub exclude: Vec<String>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { ratio: 0.3, importance: Importance::L2, round_to: 1, min_channels: 1, include: Vec::new(), exclude: Vec::new() }
+    }
+}
+
+pub struct PruneChannels {
+    params: Params,
+}
+
+impl PassDef for PruneChannels {
+    const NAME: &'static str = "prune_channels";
+    const SUMMARY: &'static str =
+        "Remove whole channels (filters) from every weight of their dependency group: residual, concat, depthwise, SE, flatten into Gemm";
+    const EXACT: bool = false;
+    type Params = Params;
+    const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("ratio", "float", "share of each group's channels removed"),
+        ("importance", "l1|l2|bn_scale", "norm of the channel's weights over its group, or BatchNormalization |gamma|"),
+        ("round_to", "int", "channels kept per group rounded up to a multiple of this"),
+        ("min_channels", "int", "no group keeps fewer channels"),
+        ("include", "list", "prune only groups produced by layers with these name patterns (empty: all)"),
+        ("exclude", "list", "groups produced by layers with these name patterns or op types stay whole"),
+    ];
+    fn new(params: Params) -> Self {
+        PruneChannels { params }
+    }
+}
+
+/// The norm of each slice of `t` along `axis` (L1 or L2).
+fn slice_norms(t: &Tensor, axis: usize, l1: bool) -> Option<Vec<f64>> {
+    let values = t.to_f32().ok()?;
+    let dims: Vec<usize> = t.dims().iter().map(|&d| d as usize).collect();
+    let size = *dims.get(axis)?;
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut norms = vec![0f64; size];
+    for (i, v) in values.iter().enumerate() {
+        let c = (i / inner) % size;
+        norms[c] += if l1 { v.abs() as f64 } else { (*v as f64).powi(2) };
+    }
+    if !l1 {
+        norms.iter_mut().for_each(|n| *n = n.sqrt());
+    }
+    Some(norms)
+}
+
+/// Per-index importance of each weight-bearing effect of a group, normalized by its mean.
+fn effect_scores(model: &Model, analysis: &Analysis, group: &Group, importance: Importance) -> Vec<(usize, Vec<f64>)> {
+    let g = &model.graph;
+    let norms = |v: ValueId, axis: usize, l1: bool| g.constant(v).and_then(|t| slice_norms(t, axis, l1));
+    let mut out = Vec::new();
+    let bn_scales: Vec<(usize, Vec<f64>)> = group
+        .effects
+        .iter()
+        .filter_map(|(s, e)| match e {
+            Effect::Param { node, value, .. }
+                if g.node(*node).is_some_and(|n| n.is("BatchNormalization") && n.input(1) == Some(*value)) =>
+            {
+                Some((*s, g.constant(*value)?.to_f32().ok()?.iter().map(|v| v.abs() as f64).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    if importance == Importance::BnScale && !bn_scales.is_empty() {
+        out = bn_scales;
+    } else {
+        let l1 = importance == Importance::L1;
+        for (s, e) in &group.effects {
+            let scores = match e {
+                Effect::Produces { weight, axis, .. } | Effect::Consumes { weight, axis, .. } => norms(*weight, *axis, l1),
+                _ => None,
+            };
+            if let Some(v) = scores.filter(|v| v.len() == analysis.slots[*s].size) {
+                out.push((*s, v));
+            }
+        }
+    }
+    for (_, v) in &mut out {
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        if mean > 0.0 {
+            v.iter_mut().for_each(|x| *x /= mean);
+        }
+    }
+    out
+}
+
+/// Importance of each channel of a group: the mean over the weights it touches of their
+/// normalized slice norms.
+fn channel_scores(model: &Model, analysis: &Analysis, group: &Group, importance: Importance) -> Vec<f64> {
+    let scores = effect_scores(model, analysis, group, importance);
+    let mut by_slot: HashMap<usize, Vec<&Vec<f64>>> = HashMap::new();
+    for (s, v) in &scores {
+        by_slot.entry(*s).or_default().push(v);
+    }
+    group
+        .channels
+        .iter()
+        .map(|members| {
+            let (mut sum, mut count) = (0f64, 0usize);
+            for (s, i) in members {
+                for v in by_slot.get(s).into_iter().flatten() {
+                    sum += v[*i];
+                    count += 1;
+                }
+            }
+            if count == 0 { 0.0 } else { sum / count as f64 }
+        })
+        .collect()
+}
+
+fn matches(pattern: &str, name: &str) -> bool {
+    glob::Pattern::new(pattern).is_ok_and(|p| p.matches(name))
+}
+
+impl PruneChannels {
+    /// Whether every layer producing the group's channels is selected.
+    fn selects(&self, model: &Model, group: &Group) -> bool {
+        let g = &model.graph;
+        group.effects.iter().filter(|(_, e)| matches!(e, Effect::Produces { .. })).all(|(_, e)| {
+            let Some(n) = g.node(e.node()) else { return false };
+            (self.params.include.is_empty() || self.params.include.iter().any(|p| matches(p, n.name())))
+                && !self.params.exclude.iter().any(|p| matches(p, n.name()) || p == n.op_type())
+        })
+    }
+
+    /// The channels of `group` to remove.
+    fn choose(&self, model: &Model, analysis: &Analysis, group: &Group) -> Vec<usize> {
+        let n = group.channels.len();
+        let p = &self.params;
+        let removed = (p.ratio * n as f64).round() as usize;
+        let round = p.round_to.max(1);
+        let kept = (n - removed.min(n)).div_ceil(round) * round;
+        let kept = kept.max(p.min_channels).min(n);
+        let mut budget = n - kept;
+        let scores = channel_scores(model, analysis, group, p.importance);
+        let mut order: Vec<usize> = (0..n).filter(|&c| !group.fixed[c]).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+        // Indices left per slot: no tensor may lose its last one.
+        let mut left: HashMap<usize, usize> = group.slots.iter().map(|&s| (s, analysis.slots[s].size)).collect();
+        let mut chosen = Vec::new();
+        for c in order {
+            if budget == 0 {
+                break;
+            }
+            let mut per_slot: HashMap<usize, usize> = HashMap::new();
+            for (s, _) in &group.channels[c] {
+                *per_slot.entry(*s).or_insert(0) += 1;
+            }
+            if per_slot.iter().any(|(s, k)| left[s] <= *k) {
+                continue;
+            }
+            for (s, k) in per_slot {
+                *left.get_mut(&s).expect("slot of the group") -= k;
+            }
+            chosen.push(c);
+            budget -= 1;
+        }
+        chosen.sort();
+        chosen
+    }
+}
+
+/// The kept indices of every slot of the pruned groups.
+type Kept = HashMap<usize, Vec<i64>>;
+
+/// One patch removing the chosen channels: every constant sliced once along each pruned axis,
+/// group counts, Reshape targets and Split sizes rewritten.
+fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize>)]) -> Result<Patch, String> {
+    let g = &model.graph;
+    let mut kept: Kept = HashMap::new();
+    for (gi, chosen) in pruned {
+        let group = &analysis.groups[*gi];
+        let mut removed: HashMap<usize, HashSet<usize>> = HashMap::new();
+        for &c in chosen {
+            for (s, i) in &group.channels[c] {
+                removed.entry(*s).or_default().insert(*i);
+            }
+        }
+        for &s in &group.slots {
+            let gone = removed.remove(&s).unwrap_or_default();
+            kept.insert(s, (0..analysis.slots[s].size).filter(|i| !gone.contains(i)).map(|i| i as i64).collect());
+        }
+    }
+    let mut tensors: BTreeMap<ValueId, (Tensor, NodeId)> = BTreeMap::new();
+    let slice = |tensors: &mut BTreeMap<ValueId, (Tensor, NodeId)>, v: ValueId, axis: usize, owner: NodeId, indices: &[i64]| {
+        let current = match tensors.remove(&v) {
+            Some((t, _)) => t,
+            None => g.constant(v).ok_or_else(|| format!("'{}' is not a constant", g.value(v).name))?.clone(),
+        };
+        let t = current.select(axis as i64, indices).map_err(|e| format!("'{}': {e}", g.value(v).name))?;
+        tensors.insert(v, (t, owner));
+        Ok::<(), String>(())
+    };
+    let mut patch = Patch::new("prune channels");
+    let mut splits: Vec<NodeId> = Vec::new();
+    for (gi, _) in pruned {
+        for (s, e) in &analysis.groups[*gi].effects {
+            let k = &kept[s];
+            match e {
+                Effect::Produces { node, weight, axis, bias } => {
+                    slice(&mut tensors, *weight, *axis, *node, k)?;
+                    if let Some((b, a)) = bias {
+                        slice(&mut tensors, *b, *a, *node, k)?;
+                    }
+                }
+                Effect::Consumes { node, weight, axis } => slice(&mut tensors, *weight, *axis, *node, k)?,
+                Effect::Param { node, value, axis } => slice(&mut tensors, *value, *axis, *node, k)?,
+                Effect::Groups { node, per_group } => patch.set_attr(*node, attr_int("group", (k.len() / per_group) as i64)),
+                Effect::ReshapeTarget { node, shape, position } => {
+                    let mut target = g.constant(*shape).and_then(|t| t.to_i64().ok()).ok_or("a Reshape target that is not constant")?;
+                    target[*position] = k.len() as i64;
+                    let name = g.value(*shape).name.clone();
+                    tensors.insert(*shape, (Tensor::from_i64(&name, &[target.len() as i64], &target), *node));
+                }
+                Effect::SplitSizes { node } => splits.push(*node),
+            }
+        }
+    }
+    splits.sort();
+    splits.dedup();
+    for node in splits {
+        let n = g.node(node).ok_or("gone")?;
+        let x = n.input(0).ok_or("a Split without input")?;
+        let rank = g.value(x).shape.as_ref().map(|s| s.rank()).ok_or("unknown shapes")?;
+        let axis = n.attr_int("axis").unwrap_or(0);
+        let axis = if axis < 0 { axis + rank as i64 } else { axis } as usize;
+        let sizes: Vec<i64> = n
+            .outputs()
+            .iter()
+            .flatten()
+            .map(|o| {
+                let slot = analysis.slots.iter().position(|s| s.value == *o && s.axis == axis);
+                match slot.and_then(|s| kept.get(&s)) {
+                    Some(k) => Ok(k.len() as i64),
+                    None => g.value(*o).shape.as_ref().and_then(|s| s.0.get(axis)?.known()).ok_or("unknown split size"),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        match n.input(1) {
+            Some(v) => {
+                let name = g.value(v).name.clone();
+                tensors.insert(v, (Tensor::from_i64(&name, &[sizes.len() as i64], &sizes), node));
+            }
+            None if model.opset("").unwrap_or(1) >= 13 => {
+                let w = patch.add_constant(&format!("{}_split", n.name()), Tensor::from_i64("split", &[sizes.len() as i64], &sizes));
+                patch.set_input(node, 1, Some(w));
+            }
+            None => patch.set_attr(node, whittle_graph::builder::attr_ints("split", &sizes)),
+        }
+    }
+    for (v, (t, owner)) in tensors {
+        patch.replace_constant(v, t, owner);
+    }
+    Ok(patch)
+}
+
+/// The name of the first layer producing a group's channels, and its op.
+fn producer_label(model: &Model, group: &Group) -> (String, String) {
+    let g = &model.graph;
+    group
+        .effects
+        .iter()
+        .find(|(_, e)| matches!(e, Effect::Produces { .. }))
+        .and_then(|(_, e)| g.node(e.node()).map(|n| (g.node_label(e.node()), n.op_type().to_string())))
+        .unwrap_or_default()
+}
+
+impl Pass for PruneChannels {
+    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+        let p = &self.params;
+        if !(0.0..1.0).contains(&p.ratio) {
+            return Err(PassError::unsupported_model(format!("prune_channels: ratio {} is not in [0, 1)", p.ratio)));
+        }
+        for pattern in p.include.iter().chain(&p.exclude) {
+            glob::Pattern::new(pattern)
+                .map_err(|e| PassError::unsupported_model(format!("prune_channels: bad name pattern `{pattern}`: {e}")))?;
+        }
+        let analysis = analyze(&model.graph, model.opset("").unwrap_or(1)).map_err(PassError::new)?;
+        let mut report = PassReport::default();
+        let mut pruned: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut fixed = 0;
+        for (gi, group) in analysis.groups.iter().enumerate() {
+            let (label, op) = producer_label(model, group);
+            if !group.declined.is_empty() {
+                report.decline(label, op, format!("{} channels kept: {}", group.channels.len(), group.declined.join("; ")));
+                continue;
+            }
+            if group.removable() == 0 {
+                fixed += 1;
+                continue;
+            }
+            if !self.selects(model, group) {
+                continue;
+            }
+            let chosen = self.choose(model, &analysis, group);
+            if !chosen.is_empty() {
+                pruned.push((gi, chosen));
+            }
+        }
+        if fixed > 0 {
+            report.notes.push(format!("{fixed} groups reach the model's inputs or outputs and keep their channels"));
+        }
+        if pruned.is_empty() {
+            return Ok(report);
+        }
+        let patch = removal_patch(model, &analysis, &pruned).map_err(PassError::new)?;
+        patch.check(&model.graph).map_err(|e| PassError::new(format!("prune_channels: {}", e.0)))?;
+        for (gi, chosen) in &pruned {
+            let group = &analysis.groups[*gi];
+            let (label, _) = producer_label(model, group);
+            let layers = group.effects.iter().filter(|(_, e)| matches!(e, Effect::Produces { .. } | Effect::Consumes { .. })).count();
+            report.record(format!(
+                "{label}: {} -> {} channels ({} weights sliced)",
+                group.channels.len(),
+                group.channels.len() - chosen.len(),
+                layers
+            ));
+        }
+        patch.apply(&mut model.graph);
+        Ok(report)
+    }
+}

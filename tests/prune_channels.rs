@@ -1,0 +1,160 @@
+//! `prune_channels` and its dependency groups on blocks built in code: insta snapshots of the
+//! groups (residual Add, Concat, depthwise Conv, squeeze-excitation, Flatten into Gemm, grouped
+//! Conv, ConvTranspose, Split, a channel shuffle declined), and the numeric check that removing
+//! channels whose weights are exactly zero leaves every output unchanged (tract).
+
+use whittle_graph::builder::{GraphBuilder, attr_int, attr_ints};
+use whittle_graph::shape::infer::{InferOptions, infer_shapes};
+use whittle_graph::{DataType, Model, Tensor, ValueId};
+use whittle_passes::channel_groups::analyze;
+use whittle_passes::pass::PassDef;
+use whittle_passes::prune_channels::{Params, PruneChannels};
+use whittle_passes::{Pass, PassContext, PassReport};
+
+use whittle_tests::numeric::{assert_same_outputs, weights};
+
+/// A weight of `dims` with pseudo-random values, and zeros at index `zero_out` along axis 0
+/// (filters) and `zero_in` along axis 1 (input channels).
+fn weight(b: &mut GraphBuilder, name: &str, dims: &[i64], seed: u64, zero_out: &[usize], zero_in: &[usize]) -> ValueId {
+    let n = dims.iter().product::<i64>() as usize;
+    let mut w = weights(n, seed);
+    let inner: usize = dims[2..].iter().product::<i64>() as usize;
+    let c_in = dims.get(1).copied().unwrap_or(1) as usize;
+    for (e, v) in w.iter_mut().enumerate() {
+        let (o, i) = (e / (c_in * inner), (e / inner) % c_in);
+        if zero_out.contains(&o) || zero_in.contains(&i) {
+            *v = 0.0;
+        }
+    }
+    b.constant(name, Tensor::from_f32(name, dims, &w))
+}
+
+/// A bias of `n` values, zero at `zero`.
+fn bias(b: &mut GraphBuilder, name: &str, n: usize, seed: u64, zero: &[usize]) -> ValueId {
+    let v: Vec<f32> = weights(n, seed).iter().enumerate().map(|(i, x)| if zero.contains(&i) { 0.0 } else { *x }).collect();
+    b.constant(name, Tensor::from_f32(name, &[n as i64], &v))
+}
+
+fn conv(b: &mut GraphBuilder, x: ValueId, w: ValueId, bias: ValueId, name: &str, group: i64, pads: i64) -> ValueId {
+    b.node("Conv", &[x, w, bias], &[name], vec![attr_int("group", group), attr_ints("pads", &[pads; 4])])[0]
+}
+
+/// x[1,4,8,8] -> conv_a (8, 3x3) -> Relu -> depthwise 3x3 -> Relu -> squeeze-excitation (GAP,
+/// 1x1 8->4, Relu, 1x1 4->8, Sigmoid, Mul) -> Add with the conv_a branch (residual) -> Concat with
+/// conv_b (6) -> conv_c 1x1 (14->4) -> GAP -> Flatten -> Gemm (4->3) -> y.
+///
+/// Zeros planted so the least important channels of each group are exactly zero where they
+/// are read: conv_a's {1, 6} (and the depthwise filters and SE outputs of those channels), conv_b's
+/// {0, 3}, the SE squeeze's {2}, conv_c's {3}.
+fn blocks() -> Model {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 4, 8, 8]);
+    let (wa, ba) = (weight(&mut b, "wa", &[8, 4, 3, 3], 1, &[1, 6], &[]), bias(&mut b, "ba", 8, 2, &[1, 6]));
+    let a = conv(&mut b, x, wa, ba, "conv_a", 1, 1);
+    let ra = b.node("Relu", &[a], &["relu_a"], vec![])[0];
+    let (wd, bd) = (weight(&mut b, "wd", &[8, 1, 3, 3], 3, &[1, 6], &[]), bias(&mut b, "bd", 8, 4, &[1, 6]));
+    let d = conv(&mut b, ra, wd, bd, "dw", 8, 1);
+    let rd = b.node("Relu", &[d], &["relu_d"], vec![])[0];
+    let pool = b.node("GlobalAveragePool", &[rd], &["se_pool"], vec![])[0];
+    let (w1, b1) = (weight(&mut b, "ws1", &[4, 8, 1, 1], 5, &[2], &[1, 6]), bias(&mut b, "bs1", 4, 6, &[2]));
+    let s1 = conv(&mut b, pool, w1, b1, "se_squeeze", 1, 0);
+    let rs = b.node("Relu", &[s1], &["se_relu"], vec![])[0];
+    let (w2, b2) = (weight(&mut b, "ws2", &[8, 4, 1, 1], 7, &[1, 6], &[2]), bias(&mut b, "bs2", 8, 8, &[1, 6]));
+    let s2 = conv(&mut b, rs, w2, b2, "se_excite", 1, 0);
+    let sig = b.node("Sigmoid", &[s2], &["se_gate"], vec![])[0];
+    let m = b.node("Mul", &[rd, sig], &["se_mul"], vec![])[0];
+    let add = b.node("Add", &[m, ra], &["residual"], vec![])[0];
+    let (wb, bb) = (weight(&mut b, "wb", &[6, 8, 3, 3], 9, &[0, 3], &[1, 6]), bias(&mut b, "bb", 6, 10, &[0, 3]));
+    let cb = conv(&mut b, add, wb, bb, "conv_b", 1, 1);
+    let cat = b.node("Concat", &[add, cb], &["cat"], vec![attr_int("axis", 1)])[0];
+    let (wc, bc) = (weight(&mut b, "wc", &[4, 14, 1, 1], 11, &[3], &[1, 6, 8, 11]), bias(&mut b, "bc", 4, 12, &[3]));
+    let cc = conv(&mut b, cat, wc, bc, "conv_c", 1, 0);
+    let gap = b.node("GlobalAveragePool", &[cc], &["gap"], vec![])[0];
+    let flat = b.node("Flatten", &[gap], &["flat"], vec![])[0];
+    let mut wg = weights(12, 13);
+    wg[3 * 3..].iter_mut().for_each(|v| *v = 0.0); // row 3 of B[4, 3]: what conv_c's channel 3 feeds
+    let wg = b.constant("wg", Tensor::from_f32("wg", &[4, 3], &wg));
+    let bg = bias(&mut b, "bg", 3, 14, &[]);
+    let y = b.node("Gemm", &[flat, wg, bg], &["y"], vec![])[0];
+    b.output(y);
+    shaped(b.finish(), &[1, 4, 8, 8])
+}
+
+/// x[1,4,6,6] -> grouped conv (group 2, 4 -> 8) -> channel shuffle (Reshape [1,2,4,6,6],
+/// Transpose, Reshape back) -> conv 1x1 -> Split (3, 5) -> ConvTranspose of the first part (3 -> 2,
+/// stride 2) and a 1x1 conv of the second, outputs y1, y2.
+fn more_blocks() -> Model {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 4, 6, 6]);
+    let (wg, bg) = (weight(&mut b, "wg", &[8, 2, 3, 3], 1, &[], &[]), bias(&mut b, "bg", 8, 2, &[]));
+    let g = conv(&mut b, x, wg, bg, "grouped", 2, 1);
+    let s1 = b.constant("s1", Tensor::from_i64("s1", &[5], &[1, 2, 4, 6, 6]));
+    let r1 = b.node("Reshape", &[g, s1], &["shuffle_split"], vec![])[0];
+    let t = b.node("Transpose", &[r1], &["shuffle_t"], vec![attr_ints("perm", &[0, 2, 1, 3, 4])])[0];
+    let s2 = b.constant("s2", Tensor::from_i64("s2", &[4], &[1, 8, 6, 6]));
+    let r2 = b.node("Reshape", &[t, s2], &["shuffle_merge"], vec![])[0];
+    let (w1, b1) = (weight(&mut b, "w1", &[8, 8, 1, 1], 3, &[], &[]), bias(&mut b, "b1", 8, 4, &[]));
+    let c1 = conv(&mut b, r2, w1, b1, "pointwise", 1, 0);
+    let split = b.constant("split", Tensor::from_i64("split", &[2], &[3, 5]));
+    let parts = b.node("Split", &[c1, split], &["part_a", "part_b"], vec![attr_int("axis", 1)]);
+    let (wt, bt) = (weight(&mut b, "wt", &[3, 2, 2, 2], 5, &[], &[]), bias(&mut b, "bt", 2, 6, &[]));
+    let y1 = b.node("ConvTranspose", &[parts[0], wt, bt], &["y1"], vec![attr_ints("strides", &[2, 2])])[0];
+    let (wp, bp) = (weight(&mut b, "wp", &[2, 5, 1, 1], 7, &[], &[]), bias(&mut b, "bp", 2, 8, &[]));
+    let y2 = conv(&mut b, parts[1], wp, bp, "y2", 1, 0);
+    b.output(y1);
+    b.output(y2);
+    shaped(b.finish(), &[1, 4, 6, 6])
+}
+
+fn shaped(mut m: Model, input: &[i64]) -> Model {
+    infer_shapes(&mut m, &InferOptions { input_shapes: vec![("x".into(), input.to_vec())] }).unwrap();
+    m
+}
+
+fn prune(model: &Model, params: Params, input: &[i64]) -> (Model, PassReport) {
+    let mut after = model.clone();
+    let report = PruneChannels::new(params).run(&mut after, &PassContext::default()).unwrap();
+    let issues = whittle_graph::validate::validate(&after);
+    assert!(issues.is_empty(), "invalid after pruning: {issues:?}");
+    (shaped(after, input), report)
+}
+
+#[test]
+fn groups_of_residual_concat_depthwise_se_and_flatten_blocks() {
+    let m = blocks();
+    let analysis = analyze(&m.graph, 13).unwrap();
+    insta::assert_snapshot!(analysis.describe_all(&m.graph));
+}
+
+#[test]
+fn groups_of_grouped_shuffle_split_and_transposed_blocks() {
+    let m = more_blocks();
+    let analysis = analyze(&m.graph, 13).unwrap();
+    insta::assert_snapshot!(analysis.describe_all(&m.graph));
+}
+
+#[test]
+fn removing_channels_of_zero_weights_leaves_the_outputs_unchanged() {
+    let model = blocks();
+    let (after, report) = prune(&model, Params { ratio: 0.25, ..Params::default() }, &[1, 4, 8, 8]);
+    insta::assert_snapshot!(report.changes.join("\n"));
+    let stats = |m: &Model| whittle_graph::stats::model_stats(m);
+    let (before, now) = (stats(&model), stats(&after));
+    assert!(now.parameters < before.parameters && now.total_macs < before.total_macs, "{} -> {} params", before.parameters, now.parameters);
+    // Every planted channel went, and only those: the outputs are the same.
+    assert_same_outputs(&model, &after, ("x", &[1, 4, 8, 8]), 1e-5);
+    let dims = |name: &str| after.graph.constant(after.graph.value_by_name(name).unwrap()).unwrap().dims().to_vec();
+    assert_eq!(dims("wa"), [6, 4, 3, 3]);
+    assert_eq!(dims("wd"), [6, 1, 3, 3], "the depthwise conv lost the same channels");
+    assert_eq!(dims("wc"), [3, 10, 1, 1], "conv_c reads 6 + 4 concatenated channels");
+    assert_eq!(dims("wg"), [3, 3], "the Gemm lost conv_c's channel 3");
+    // A grouped conv loses whole groups; the shuffle blocks its group; Split sizes follow.
+    let more = more_blocks();
+    let (after, report) = prune(&more, Params { ratio: 0.4, ..Params::default() }, &[1, 4, 6, 6]);
+    assert!(report.declined.iter().any(|d| d.reason.contains("splits the channel axis")), "{report:?}");
+    let (outputs_before, outputs_after) = (whittle_graph::stats::model_stats(&more), whittle_graph::stats::model_stats(&after));
+    assert!(outputs_after.parameters < outputs_before.parameters);
+    // Lossy here (no zeros planted): it still runs, with the outputs' shapes.
+    let outs = whittle_tests::numeric::outputs(&more, &after, ("x", &[1, 4, 6, 6]));
+    assert!(outs.iter().all(|(a, b)| a.shape() == b.shape()));
+}
