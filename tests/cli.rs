@@ -8,6 +8,7 @@ mod cli_guards;
 mod cli_limits;
 mod cli_pipelines_bad;
 mod cli_prune;
+mod cli_prune_channels;
 mod cli_quantize;
 mod cli_run;
 mod cli_separable;

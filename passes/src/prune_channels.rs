@@ -57,11 +57,28 @@ pub struct Params {
     pub include: Vec<String>,
     /// Groups produced by a layer with one of these name patterns or op types stay whole.
     pub exclude: Vec<String>,
+    /// Refit the layers reading pruned channels (weights and bias) by least squares on
+    /// calibration inputs.
+    pub reconstruct: bool,
+    /// Ridge of the refit, relative to the mean input energy.
+    pub reconstruct_ridge: f64,
+    /// At most this many input rows (pixels, tokens) of each sample enter a layer's refit.
+    pub reconstruct_rows: usize,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { ratio: 0.3, importance: Importance::L2, round_to: 1, min_channels: 1, include: Vec::new(), exclude: Vec::new() }
+        Params {
+            ratio: 0.3,
+            importance: Importance::L2,
+            round_to: 1,
+            min_channels: 1,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            reconstruct: false,
+            reconstruct_ridge: 0.01,
+            reconstruct_rows: 2048,
+        }
     }
 }
 
@@ -82,6 +99,9 @@ impl PassDef for PruneChannels {
         ("min_channels", "int", "no group keeps fewer channels"),
         ("include", "list", "prune only groups produced by layers with these name patterns (empty: all)"),
         ("exclude", "list", "groups produced by layers with these name patterns or op types stay whole"),
+        ("reconstruct", "bool", "refit the layers reading pruned channels (weights and bias) by least squares on calibration inputs"),
+        ("reconstruct_ridge", "float", "ridge of the refit, relative to the mean input energy"),
+        ("reconstruct_rows", "int", "input rows (pixels, tokens) per sample used by the refit"),
     ];
     fn new(params: Params) -> Self {
         PruneChannels { params }
@@ -221,28 +241,175 @@ impl PruneChannels {
     }
 }
 
+impl PruneChannels {
+    /// Least-squares refits of the layers reading pruned channels, in topological stages, each on
+    /// the inputs the pruned model with the earlier stages' refits computes
+    /// ([`crate::reconstruct::refit_readers`]; ThiNet's layer-by-layer order). Kept only if the
+    /// output SQNR on the calibration data is at least that without refits.
+    fn reconstructed(
+        &self,
+        model: &Model,
+        analysis: &Analysis,
+        pruned: &[(usize, Vec<usize>)],
+        ctx: &PassContext,
+        report: &mut PassReport,
+    ) -> Result<Replaced, PassError> {
+        let measure = ctx.require_measure("prune_channels with reconstruct: true")?;
+        let g = &model.graph;
+        let removed = removed_indices(analysis, pruned);
+        struct Reader {
+            node: NodeId,
+            weight: ValueId,
+            bias: Option<ValueId>,
+            dims: Vec<i64>,
+            original: Vec<f32>,
+            kept: Vec<usize>,
+            bias_values: Option<Vec<f32>>,
+        }
+        let mut readers: Vec<Reader> = Vec::new();
+        for (gi, _) in pruned {
+            for (s, e) in &analysis.groups[*gi].effects {
+                let Effect::Consumes { node, weight, .. } = e else { continue };
+                let Some(n) = g.node(*node) else { continue };
+                let t = g.constant(*weight).ok_or_else(|| PassError::new("a reader's weight is not a constant"))?;
+                let (dims, original) = (t.dims().to_vec(), t.to_f32().map_err(|e| PassError::new(e.to_string()))?);
+                let gone = &removed[s];
+                let kept: Vec<usize> = (0..analysis.slots[*s].size).filter(|i| !gone.contains(i)).collect();
+                let outputs = match n.op_type() {
+                    "Conv" => dims[0],
+                    "Gemm" if n.attr_int("transB").unwrap_or(0) != 0 => dims[0],
+                    _ => dims[1],
+                };
+                // A bias of one entry per output, where the layer has one (MatMul has none).
+                let bias = n.input(2).filter(|b| g.constant(*b).is_some_and(|t| t.dims() == [outputs]) && n.op_type() != "MatMul");
+                let bias_values = bias.and_then(|b| g.constant(b)?.to_f32().ok());
+                readers.push(Reader { node: *node, weight: *weight, bias, dims, original, kept, bias_values });
+            }
+        }
+        let asked: Vec<crate::reconstruct::Reader<'_>> = readers
+            .iter()
+            .map(|r| crate::reconstruct::Reader {
+                node: r.node,
+                dims: &r.dims,
+                original: &r.original,
+                kept: &r.kept,
+                bias: r.bias_values.as_deref(),
+            })
+            .collect();
+        let candidate = |replaced: &Replaced| -> Result<Model, PassError> {
+            let mut m = model.clone();
+            let patch = removal_patch(model, analysis, pruned, replaced.clone()).map_err(PassError::new)?;
+            patch.check(&m.graph).map_err(|e| PassError::new(format!("prune_channels: {}", e.0)))?;
+            patch.apply(&mut m.graph);
+            Ok(m)
+        };
+        let mut replaced = Replaced::new();
+        let stages = stages(g, &asked.iter().map(|r| r.node).collect::<Vec<_>>())?;
+        for (k, stage) in stages.iter().enumerate() {
+            measure.log(&format!("reconstruction: stage {} of {} ({} layers)", k + 1, stages.len(), stage.len()));
+            let against = candidate(&replaced)?;
+            let stage_readers: Vec<crate::reconstruct::Reader<'_>> = stage.iter().map(|&i| asked[i]).collect();
+            let answers = crate::reconstruct::refit_readers(
+                model,
+                &against,
+                &stage_readers,
+                measure,
+                self.params.reconstruct_ridge,
+                self.params.reconstruct_rows,
+            )?;
+            for (&i, answer) in stage.iter().zip(answers) {
+                let r = &readers[i];
+                let label = g.node_label(r.node);
+                match answer {
+                    Ok(fit) => {
+                        report.notes.push(format!("{label}: refit, output SNR {:.1} -> {:.1} dB", fit.snr_before, fit.snr_after));
+                        let name = g.value(r.weight).name.clone();
+                        replaced.insert(r.weight, (Tensor::from_f32(&name, &r.dims, &fit.values), r.node));
+                        if let (Some(b), Some(values)) = (r.bias, fit.bias) {
+                            let name = g.value(b).name.clone();
+                            replaced.insert(b, (Tensor::from_f32(&name, &[values.len() as i64], &values), r.node));
+                        }
+                    }
+                    Err(why) => report.notes.push(format!("{label}: not refit: {why}")),
+                }
+            }
+        }
+        let sqnr = |m: &Model| measure.fidelity(m).map(|f| f.min_sqnr_db).map_err(|e| PassError::new(format!("prune_channels: {e}")));
+        let (plain, refit) = (sqnr(&candidate(&Replaced::new())?)?, sqnr(&candidate(&replaced)?)?);
+        let keep = refit >= plain;
+        report.notes.push(format!(
+            "reconstruction in {} stages: output SQNR on the calibration data {plain:.1} dB without the refits, {refit:.1} dB with them; {}",
+            stages.len(),
+            if keep { "kept" } else { "not kept" }
+        ));
+        Ok(if keep { replaced } else { Replaced::new() })
+    }
+}
+
+/// The readers (by position in `readers`) in stages: in topological order, a stage closes when
+/// the next reader depends on one of its layers (it must see that layer's refit first).
+fn stages(g: &whittle_graph::Graph, readers: &[NodeId]) -> Result<Vec<Vec<usize>>, PassError> {
+    let order = crate::driver::topo_order(g)?;
+    let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let mut sorted: Vec<usize> = (0..readers.len()).collect();
+    sorted.sort_by_key(|&i| position.get(&readers[i]).copied().unwrap_or(usize::MAX));
+    let descendants = |n: NodeId| -> HashSet<NodeId> {
+        let mut seen = HashSet::new();
+        let mut stack = vec![n];
+        while let Some(x) = stack.pop() {
+            for s in g.successors(x) {
+                if seen.insert(s) {
+                    stack.push(s);
+                }
+            }
+        }
+        seen
+    };
+    let mut stages: Vec<Vec<usize>> = Vec::new();
+    let mut reach: HashSet<NodeId> = HashSet::new();
+    for i in sorted {
+        if stages.is_empty() || reach.contains(&readers[i]) {
+            stages.push(Vec::new());
+            reach.clear();
+        }
+        reach.extend(descendants(readers[i]));
+        stages.last_mut().expect("a stage").push(i);
+    }
+    Ok(stages)
+}
+
 /// The kept indices of every slot of the pruned groups.
 type Kept = HashMap<usize, Vec<i64>>;
 
 /// One patch removing the chosen channels: every constant sliced once along each pruned axis,
 /// group counts, Reshape targets and Split sizes rewritten.
-fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize>)]) -> Result<Patch, String> {
-    let g = &model.graph;
-    let mut kept: Kept = HashMap::new();
+/// The removed indices of every slot of the pruned groups.
+fn removed_indices(analysis: &Analysis, pruned: &[(usize, Vec<usize>)]) -> HashMap<usize, HashSet<usize>> {
+    let mut removed: HashMap<usize, HashSet<usize>> = HashMap::new();
     for (gi, chosen) in pruned {
         let group = &analysis.groups[*gi];
-        let mut removed: HashMap<usize, HashSet<usize>> = HashMap::new();
+        for &s in &group.slots {
+            removed.entry(s).or_default();
+        }
         for &c in chosen {
             for (s, i) in &group.channels[c] {
                 removed.entry(*s).or_default().insert(*i);
             }
         }
-        for &s in &group.slots {
-            let gone = removed.remove(&s).unwrap_or_default();
-            kept.insert(s, (0..analysis.slots[s].size).filter(|i| !gone.contains(i)).map(|i| i as i64).collect());
-        }
     }
-    let mut tensors: BTreeMap<ValueId, (Tensor, NodeId)> = BTreeMap::new();
+    removed
+}
+
+/// Constants replaced before slicing (refit weights and biases), with the node that reads them.
+type Replaced = BTreeMap<ValueId, (Tensor, NodeId)>;
+
+fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize>)], refit: Replaced) -> Result<Patch, String> {
+    let g = &model.graph;
+    let kept: Kept = removed_indices(analysis, pruned)
+        .into_iter()
+        .map(|(s, gone)| (s, (0..analysis.slots[s].size).filter(|i| !gone.contains(i)).map(|i| i as i64).collect()))
+        .collect();
+    let mut tensors = refit;
     let slice = |tensors: &mut BTreeMap<ValueId, (Tensor, NodeId)>, v: ValueId, axis: usize, owner: NodeId, indices: &[i64]| {
         let current = match tensors.remove(&v) {
             Some((t, _)) => t,
@@ -327,7 +494,7 @@ fn producer_label(model: &Model, group: &Group) -> (String, String) {
 }
 
 impl Pass for PruneChannels {
-    fn run(&self, model: &mut Model, _ctx: &PassContext) -> Result<PassReport, PassError> {
+    fn run(&self, model: &mut Model, ctx: &PassContext) -> Result<PassReport, PassError> {
         let p = &self.params;
         if !(0.0..1.0).contains(&p.ratio) {
             return Err(PassError::unsupported_model(format!("prune_channels: ratio {} is not in [0, 1)", p.ratio)));
@@ -364,7 +531,8 @@ impl Pass for PruneChannels {
         if pruned.is_empty() {
             return Ok(report);
         }
-        let patch = removal_patch(model, &analysis, &pruned).map_err(PassError::new)?;
+        let refit = if p.reconstruct { self.reconstructed(model, &analysis, &pruned, ctx, &mut report)? } else { Replaced::new() };
+        let patch = removal_patch(model, &analysis, &pruned, refit).map_err(PassError::new)?;
         patch.check(&model.graph).map_err(|e| PassError::new(format!("prune_channels: {}", e.0)))?;
         for (gi, chosen) in &pruned {
             let group = &analysis.groups[*gi];

@@ -15,7 +15,10 @@
 //! `max_rows` rows (pixels) of each sample are used, evenly spaced; a layer with fewer than
 //! [`MIN_ROWS_PER_INPUT`] rows per unknown in all is not refit (it would fit the samples). The output error energy
 //! `(w₀ − w)ᵀ G (w₀ − w)` before and after the refit is reported as an SNR; a refit that does not
-//! lower it is not applied. Lossy (the pruned model is), judged by the gate.
+//! lower it is not applied. With a bias (`Pruned::bias`), each row's inputs get a constant 1 and
+//! the bias is fitted with the weights: what the removed inputs contributed on average (a pruned
+//! channel after a Relu is mostly positive) moves into the bias. Lossy (the pruned model is),
+//! judged by the gate.
 
 use nalgebra::DMatrix;
 use whittle_graph::patch::{Patch, Wire};
@@ -28,18 +31,22 @@ use crate::pass::PassError;
 /// A layer is refit only from at least this many input rows per unknown of a row.
 pub const MIN_ROWS_PER_INPUT: usize = 4;
 
-/// A pruned layer to refit: its node, weight dims, original and pruned values.
+/// A pruned layer to refit: its node, weight dims, original and pruned values, and its bias
+/// when the refit should fit the bias too (one per output row; the rows' inputs then get a
+/// constant 1, so what removed inputs contributed on average moves into the bias).
 pub struct Pruned<'a> {
     pub node: NodeId,
     pub dims: &'a [i64],
     pub original: &'a [f32],
     pub pruned: &'a [f32],
+    pub bias: Option<&'a [f32]>,
 }
 
-/// A refit layer: its new weights and its output SNR (signal over error energy) before and
-/// after, dB.
+/// A refit layer: its new weights (and bias, when asked for) and its output SNR (signal over
+/// error energy) before and after, dB.
 pub struct Refit {
     pub values: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
     pub snr_before: f64,
     pub snr_after: f64,
 }
@@ -172,11 +179,12 @@ pub fn refit(
     }
     let active: Vec<usize> = (0..layers.len()).filter(|&i| layouts[i].is_ok()).collect();
     let mut rows_seen = vec![0usize; active.len()];
+    let ones = |i: usize| usize::from(layers[i].bias.is_some());
     let mut grams: Vec<Vec<DMatrix<f64>>> = active
         .iter()
         .map(|&i| {
             let l = layouts[i].as_ref().expect("active");
-            vec![DMatrix::zeros(l.width(), l.width()); l.groups()]
+            vec![DMatrix::zeros(l.width() + ones(i), l.width() + ones(i)); l.groups()]
         })
         .collect();
     if !active.is_empty() {
@@ -207,8 +215,10 @@ pub fn refit(
                             )));
                         }
                         *seen += rows.nrows();
+                        let one = ones(i);
                         for (gi, gm) in gram.iter_mut().enumerate() {
-                            let block = rows.columns(gi * width, width);
+                            let mut block = DMatrix::from_element(rows.nrows(), width + one, 1.0);
+                            block.columns_mut(0, width).copy_from(&rows.columns(gi * width, width));
                             gm.gemm_tr(1.0, &block, &block, 1.0);
                         }
                         Ok(())
@@ -236,20 +246,24 @@ pub fn refit(
         .collect())
 }
 
-/// The row-by-row solve (module documentation).
+/// The row-by-row solve (module documentation). With a bias, input `width` is the constant 1
+/// and its weight the bias, always kept.
 fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) -> Result<Refit, String> {
     let width = layout.width();
+    let inputs = width + usize::from(p.bias.is_some());
     let mut values = p.pruned.to_vec();
+    let mut bias = p.bias.map(<[f32]>::to_vec);
     let (mut signal, mut before, mut after) = (0.0, 0.0, 0.0);
     for o in 0..layout.rows() {
         let g = &grams[layout.group_of(o)];
-        let w0 = nalgebra::DVector::from_iterator(width, (0..width).map(|t| p.original[layout.element(o, t)] as f64));
-        let wp = nalgebra::DVector::from_iterator(width, (0..width).map(|t| p.pruned[layout.element(o, t)] as f64));
+        let at = |w: &[f32], t: usize| if t < width { w[layout.element(o, t)] as f64 } else { p.bias.map_or(0.0, |b| b[o] as f64) };
+        let w0 = nalgebra::DVector::from_iterator(inputs, (0..inputs).map(|t| at(p.original, t)));
+        let wp = nalgebra::DVector::from_iterator(inputs, (0..inputs).map(|t| at(p.pruned, t)));
         let energy = |e: &nalgebra::DVector<f64>| (g * e).dot(e);
         signal += energy(&w0);
         let err = energy(&(&w0 - &wp));
         before += err;
-        let kept: Vec<usize> = (0..width).filter(|&t| wp[t] != 0.0).collect();
+        let kept: Vec<usize> = (0..inputs).filter(|&t| wp[t] != 0.0 || t == width).collect();
         if kept.is_empty() {
             after += err;
             continue;
@@ -266,7 +280,7 @@ fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) ->
             continue;
         };
         let fit = chol.solve(&rhs);
-        let mut w = nalgebra::DVector::zeros(width);
+        let mut w = nalgebra::DVector::zeros(inputs);
         for (r, &t) in kept.iter().enumerate() {
             w[t] = fit[r];
         }
@@ -274,7 +288,10 @@ fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) ->
         if refit_err < err {
             after += refit_err;
             for (r, &t) in kept.iter().enumerate() {
-                values[layout.element(o, t)] = fit[r] as f32;
+                match bias.as_mut() {
+                    Some(b) if t == width => b[o] = fit[r] as f32,
+                    _ => values[layout.element(o, t)] = fit[r] as f32,
+                }
             }
         } else {
             after += err;
@@ -283,5 +300,328 @@ fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) ->
     if signal <= 0.0 {
         return Err("its inputs carry no signal on the calibration data".into());
     }
-    Ok(Refit { values, snr_before: snr_db(signal, before), snr_after: snr_db(signal, after) })
+    Ok(Refit { values, bias, snr_before: snr_db(signal, before), snr_after: snr_db(signal, after) })
+}
+
+/// A layer whose input channels were pruned, to refit on the pruned model's inputs.
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    /// The layer (the same id in the original and the candidate model).
+    pub node: NodeId,
+    /// The original weight's dims and values.
+    pub dims: &'a [i64],
+    pub original: &'a [f32],
+    /// Input channels (Conv) or features (Gemm, MatMul) kept, in original indices.
+    pub kept: &'a [usize],
+    /// The original bias, to be refit with the weights (`None`: no bias is fitted).
+    pub bias: Option<&'a [f32]>,
+}
+
+/// `model` with a copy of `candidate`'s operations beside its own, reading the same graph inputs
+/// (values renamed `twin/...`): one run computes both, so statistics pairing the two models'
+/// values come sample by sample. Returns the twin and, for every value of `candidate`, its value
+/// in the twin.
+pub fn twin(
+    model: &Model,
+    candidate: &Model,
+) -> Result<(Model, std::collections::HashMap<whittle_graph::ValueId, whittle_graph::ValueId>), String> {
+    use std::collections::HashMap;
+    use whittle_graph::edit::OpSpec;
+    let (g, c) = (&model.graph, &candidate.graph);
+    let mut twin = model.clone();
+    let mut patch = Patch::new("twin");
+    let mut wires: HashMap<whittle_graph::ValueId, Wire> = HashMap::new();
+    let mut added: Vec<(whittle_graph::ValueId, usize, usize)> = Vec::new();
+    let order = c.topo_order().map_err(|_| "the candidate has a cycle".to_string())?;
+    for (k, id) in order.iter().enumerate() {
+        let n = c.node(*id).ok_or("gone")?;
+        if n.attributes.iter().any(|a| !a.subgraphs.is_empty()) || !n.captures().is_empty() {
+            return Err(format!("{} has a subgraph", c.node_label(*id)));
+        }
+        let mut inputs = Vec::new();
+        for v in n.inputs() {
+            let Some(v) = *v else {
+                inputs.push(None);
+                continue;
+            };
+            let wire = match wires.get(&v) {
+                Some(w) => *w,
+                None if c.constant(v).is_some() => {
+                    let w = patch.add_constant(&format!("twin/{}", c.value(v).name), c.constant(v).expect("constant").clone());
+                    wires.insert(v, w);
+                    w
+                }
+                None => {
+                    let name = &c.value(v).name;
+                    Wire::Value(
+                        g.value_by_name(name)
+                            .filter(|o| g.is_graph_input(*o))
+                            .ok_or_else(|| format!("'{name}' is not a graph input of both"))?,
+                    )
+                }
+            };
+            inputs.push(Some(wire));
+        }
+        let outputs: Vec<String> = n.outputs().iter().map(|o| o.map(|o| format!("twin/{}", c.value(o).name)).unwrap_or_default()).collect();
+        let spec = OpSpec {
+            op_type: n.op_type().to_string(),
+            domain: n.domain().to_string(),
+            name: format!("twin/{}", n.name()),
+            attributes: n.attributes.iter().map(|a| a.proto.clone()).collect(),
+            inputs: Vec::new(),
+            outputs,
+        };
+        let op = patch.add_op_optional(spec, inputs, whittle_graph::OrderKey { major: u64::MAX / 2 + k as u64, minor: 0 });
+        for (slot, o) in n.outputs().iter().enumerate() {
+            if let Some(o) = o {
+                wires.insert(*o, Wire::output(op, slot));
+                added.push((*o, op, slot));
+            }
+        }
+    }
+    patch.check(&twin.graph).map_err(|e| format!("twin: {e}"))?;
+    let ops = patch.apply(&mut twin.graph);
+    let map = added.into_iter().filter_map(|(v, op, slot)| Some((v, twin.graph.node(ops[op])?.output(slot)?))).collect();
+    let shapes: Vec<(String, Vec<i64>)> =
+        g.runtime_inputs().filter_map(|v| Some((g.value(v).name.clone(), g.value(v).shape.as_ref()?.concrete()?))).collect();
+    whittle_graph::shape::infer::infer_shapes(&mut twin, &whittle_graph::shape::infer::InferOptions { input_shapes: shapes })
+        .map_err(|e| format!("twin: {e}"))?;
+    Ok((twin, map))
+}
+
+/// Refits layers whose input channels were pruned so that, fed what the pruned `candidate`
+/// computes, they give the original model's outputs (He et al. 2017; ThiNet): for an output row
+/// with original weights `w₀` (bias included, against a constant 1), inputs `x` in the original
+/// and `x'` (the kept columns) in the candidate,
+///
+/// `w = argmin Σ (x'ᵀ w − xᵀ w₀)² = (G' + λI)⁻¹ C w₀`,  `G' = Σ x' x'ᵀ`, `C = Σ x' xᵀ`,
+///
+/// streamed from one run of the [`twin`] model per sample. The error of the candidate's own
+/// (unfitted) weights and of the refit are reported as output SNRs against the original layer's
+/// output; a row keeps its weights where the refit does not lower the error. Returns, per
+/// layer, the refit in the original weight's shape (removed inputs zero) or why it was not made.
+pub fn refit_readers(
+    model: &Model,
+    candidate: &Model,
+    readers: &[Reader<'_>],
+    measure: &dyn Measure,
+    ridge: f64,
+    max_rows: usize,
+) -> Result<Vec<Result<Refit, String>>, PassError> {
+    let (mut tw, map) = twin(model, candidate).map_err(PassError::new)?;
+    let g = &model.graph;
+    let layouts: Vec<Result<Layout, String>> = readers
+        .iter()
+        .map(|r| {
+            let p = Pruned { node: r.node, dims: r.dims, original: r.original, pruned: r.original, bias: r.bias };
+            match layout_of(model, &p)? {
+                Layout::Conv { groups, .. } if groups > 1 => Err("a grouped convolution".to_string()),
+                l => Ok(l),
+            }
+        })
+        .collect();
+    // Per reader: the streamed value in the original and in the candidate copy.
+    let mut patch = Patch::new("reconstruction taps");
+    let mut taps: Vec<Option<(Wire, Wire)>> = Vec::new();
+    for (r, layout) in readers.iter().zip(&layouts) {
+        let n = g.node(r.node).expect("a reader");
+        let input = n.input(0).expect("a data input");
+        let cand_input = candidate.graph.node(r.node).and_then(|c| c.input(0)).and_then(|v| map.get(&v).copied());
+        let Some(cand_input) = cand_input else {
+            taps.push(None);
+            continue;
+        };
+        match layout {
+            Ok(Layout::Conv { .. }) => {
+                let kernel: Vec<i64> = r.dims[2..].to_vec();
+                let tap = |input: whittle_graph::ValueId, c_in: usize, patch: &mut Patch| {
+                    let k: usize = kernel.iter().map(|&d| d as usize).product();
+                    let mut onehot = vec![0f32; c_in * k * k];
+                    for c in 0..c_in {
+                        for q in 0..k {
+                            onehot[(c * k + q) * k + q] = 1.0;
+                        }
+                    }
+                    let dims = [vec![(c_in * k) as i64, 1], kernel.clone()].concat();
+                    let w = patch.add_constant("reconstruct_tap_w", Tensor::from_f32("", &dims, &onehot));
+                    let name = tw.graph.fresh_name(&format!("{}_reconstruct_tap", tw.graph.value(input).name));
+                    let spec = crate::rewrite::conv_like(n, &name, &name, c_in, &kernel);
+                    Wire::output(patch.add_op(spec, vec![Wire::Value(input), w], n.order), 0)
+                };
+                let a = tap(input, r.dims[1] as usize, &mut patch);
+                let b = tap(cand_input, r.kept.len(), &mut patch);
+                taps.push(Some((a, b)));
+            }
+            Ok(_) => taps.push(Some((Wire::Value(input), Wire::Value(cand_input)))),
+            Err(_) => taps.push(None),
+        }
+    }
+    patch.check(&tw.graph).map_err(|e| PassError::new(format!("reconstruction taps: {e}")))?;
+    let ops = patch.apply(&mut tw.graph);
+    let resolve = |w: Wire, tw: &Model| -> whittle_graph::ValueId {
+        match w {
+            Wire::Value(v) => v,
+            Wire::Output { op, slot } => tw.graph.node(ops[op]).and_then(|n| n.output(slot)).expect("a tap"),
+            Wire::Constant(_) => unreachable!("taps are values"),
+        }
+    };
+    let mut names = Vec::new();
+    let mut active = Vec::new();
+    let mut tapped = Vec::new();
+    for (i, t) in taps.iter().enumerate() {
+        let Some((a, b)) = t else { continue };
+        for w in [*a, *b] {
+            let v = resolve(w, &tw);
+            tw.graph.value_mut(v).dtype = Some(DataType::Float);
+            names.push(tw.graph.value(v).name.clone());
+            tapped.push(v);
+        }
+        active.push(i);
+    }
+    // Only what the taps need is run: the taps become the outputs, the rest is dead code.
+    tw.graph.output_infos_mut().clear();
+    for v in tapped {
+        tw.graph.add_output(v);
+    }
+    crate::pass::Pass::run(&crate::dead_code::DeadCode, &mut tw, &crate::pass::PassContext::default())?;
+    // Columns of the candidate's input in the original's (a Conv's unfolded taps: channel-major).
+    let columns: Vec<Vec<usize>> = readers
+        .iter()
+        .zip(&layouts)
+        .map(|(r, l)| match l {
+            Ok(Layout::Conv { .. }) => {
+                let k: usize = r.dims[2..].iter().product::<i64>() as usize;
+                r.kept.iter().flat_map(|&c| (0..k).map(move |q| c * k + q)).collect()
+            }
+            _ => r.kept.to_vec(),
+        })
+        .collect();
+    struct Sums {
+        g_cand: DMatrix<f64>,
+        cross: DMatrix<f64>,
+        g_orig: DMatrix<f64>,
+        rows: usize,
+    }
+    let ones = |i: usize| usize::from(readers[i].bias.is_some());
+    let mut sums: Vec<Sums> = active
+        .iter()
+        .map(|&i| {
+            let (w, wc) = (layouts[i].as_ref().expect("active").width() + ones(i), columns[i].len() + ones(i));
+            Sums { g_cand: DMatrix::zeros(wc, wc), cross: DMatrix::zeros(wc, w), g_orig: DMatrix::zeros(w, w), rows: 0 }
+        })
+        .collect();
+    if !active.is_empty() {
+        measure.log(&format!("reconstruction: streaming the inputs of {} layers in the original and the pruned model", active.len()));
+        measure
+            .stream(&tw, &names, &mut |_, values| {
+                use rayon::prelude::*;
+                sums.par_iter_mut().zip(active.par_iter()).zip(values.par_chunks(2)).try_for_each(|((sum, &i), pair)| {
+                    let layout = layouts[i].as_ref().expect("active");
+                    let to_rows = |x: &ndarray::ArrayD<f32>| -> Result<DMatrix<f64>, MeasureError> {
+                        let positions = |rows: usize| rows.div_ceil(max_rows.max(1));
+                        let with_ones = readers[i].bias.is_some();
+                        match layout {
+                            Layout::Conv { .. } => {
+                                let pixels: usize = x.shape().iter().skip(2).product::<usize>() * x.shape()[0];
+                                channel_rows(x, with_ones, positions(pixels))
+                            }
+                            Layout::Dense { trans_a, k, .. } => {
+                                let count = x.len() / k.max(&1);
+                                let r = feature_rows(x, *trans_a, positions(count))?;
+                                let n = r.ncols();
+                                Ok(if with_ones { r.insert_column(n, 1.0) } else { r })
+                            }
+                        }
+                    };
+                    let (x, xc) = (to_rows(&pair[0])?, to_rows(&pair[1])?);
+                    if x.nrows() != xc.nrows() || x.ncols() != sum.g_orig.ncols() || xc.ncols() != sum.g_cand.ncols() {
+                        return Err(MeasureError(format!(
+                            "the inputs of {} do not line up ({}x{} and {}x{})",
+                            g.node_label(readers[i].node),
+                            x.nrows(),
+                            x.ncols(),
+                            xc.nrows(),
+                            xc.ncols()
+                        )));
+                    }
+                    sum.rows += x.nrows();
+                    sum.g_cand.gemm_tr(1.0, &xc, &xc, 1.0);
+                    sum.cross.gemm_tr(1.0, &xc, &x, 1.0);
+                    sum.g_orig.gemm_tr(1.0, &x, &x, 1.0);
+                    Ok(())
+                })
+            })
+            .map_err(|e| PassError::new(format!("reconstruction: {e}")))?;
+    }
+    let mut sums = active.iter().copied().zip(sums).collect::<std::collections::HashMap<usize, Sums>>();
+    Ok((0..readers.len())
+        .map(|i| {
+            let layout = layouts[i].as_ref().map_err(Clone::clone)?;
+            let sum = sums.remove(&i).ok_or("its input is not in the pruned model")?;
+            let kept = columns[i].len() + ones(i);
+            if sum.rows < MIN_ROWS_PER_INPUT * kept {
+                return Err(format!(
+                    "{} calibration input rows for {kept} inputs per output (at least {MIN_ROWS_PER_INPUT} per input are needed; give more calibration samples)",
+                    sum.rows
+                ));
+            }
+            Ok(solve_readers(layout, &readers[i], &columns[i], &sum.g_cand, &sum.cross, &sum.g_orig, ridge))
+        })
+        .collect())
+}
+
+/// The row-by-row solve of [`refit_readers`].
+fn solve_readers(
+    layout: &Layout,
+    r: &Reader<'_>,
+    columns: &[usize],
+    gc: &DMatrix<f64>,
+    cross: &DMatrix<f64>,
+    go: &DMatrix<f64>,
+    ridge: f64,
+) -> Refit {
+    let width = layout.width();
+    let with_bias = r.bias.is_some();
+    let (w_full, w_kept) = (width + usize::from(with_bias), columns.len() + usize::from(with_bias));
+    let mut a = gc.clone();
+    let lambda = (ridge * a.trace() / w_kept.max(1) as f64).max(1e-12);
+    for d in 0..w_kept {
+        a[(d, d)] += lambda;
+    }
+    let chol = a.cholesky();
+    let mut values = vec![0f32; r.original.len()];
+    let mut bias = r.bias.map(<[f32]>::to_vec);
+    let (mut signal, mut before, mut after) = (0.0, 0.0, 0.0);
+    for o in 0..layout.rows() {
+        let w0 = nalgebra::DVector::from_iterator(
+            w_full,
+            (0..w_full).map(|t| if t < width { r.original[layout.element(o, t)] as f64 } else { r.bias.map_or(0.0, |b| b[o] as f64) }),
+        );
+        // The candidate's own weights: the original's at the kept columns.
+        let wp = nalgebra::DVector::from_iterator(w_kept, (0..w_kept).map(|j| if j < columns.len() { w0[columns[j]] } else { w0[width] }));
+        let cw0 = cross * &w0;
+        let s = (go * &w0).dot(&w0);
+        let err = |w: &nalgebra::DVector<f64>| ((gc * w).dot(w) - 2.0 * w.dot(&cw0) + s).max(0.0);
+        signal += s;
+        let e0 = err(&wp);
+        before += e0;
+        let fit = chol.as_ref().map(|c| c.solve(&cw0));
+        let chosen = match fit {
+            Some(f) if err(&f) < e0 => {
+                after += err(&f);
+                f
+            }
+            _ => {
+                after += e0;
+                wp
+            }
+        };
+        for (j, &col) in columns.iter().enumerate() {
+            values[layout.element(o, col)] = chosen[j] as f32;
+        }
+        if let Some(b) = bias.as_mut() {
+            b[o] = chosen[columns.len()] as f32;
+        }
+    }
+    Refit { values, bias, snr_before: snr_db(signal, before), snr_after: snr_db(signal, after) }
 }
