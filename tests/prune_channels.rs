@@ -197,6 +197,49 @@ mod reconstructed {
         (shaped(after, X), report)
     }
 
+    /// x[1,8,12,12] -> conv_a (8 -> 24; half its filters 1000x weaker) -> Relu -> conv_b
+    /// (24 -> 24) -> Relu -> conv_c (24 -> 8) -> y: conv_a's group loses half its channels for
+    /// almost nothing, conv_b's loses signal with every channel.
+    fn robust_then_fragile() -> Model {
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DataType::Float, &[1, 8, 12, 12]);
+        let mut wa = weights(24 * 8 * 9, 21);
+        wa[..12 * 8 * 9].iter_mut().for_each(|v| *v *= 1e-3);
+        let wa = b.constant("wa", Tensor::from_f32("wa", &[24, 8, 3, 3], &wa));
+        let ba = bias(&mut b, "ba", 24, 22, &(0..12).collect::<Vec<_>>());
+        let a = conv(&mut b, x, wa, ba, "conv_a", 1, 1);
+        let ra = b.node("Relu", &[a], &["relu_a"], vec![])[0];
+        let (wb, bb) = (weight(&mut b, "wb", &[24, 24, 3, 3], 23, &[], &[]), bias(&mut b, "bb", 24, 24, &[]));
+        let c = conv(&mut b, ra, wb, bb, "conv_b", 1, 1);
+        let rb = b.node("Relu", &[c], &["relu_b"], vec![])[0];
+        let (wc, bc) = (weight(&mut b, "wc", &[8, 24, 3, 3], 25, &[], &[]), bias(&mut b, "bc", 8, 26, &[]));
+        let y = conv(&mut b, rb, wc, bc, "y", 1, 1);
+        b.output(y);
+        shaped(b.finish(), X)
+    }
+
+    #[test]
+    fn sensitivity_allocation_prunes_the_robust_group_first() {
+        let model = robust_then_fragile();
+        let (calibration, evaluation) = (data(8, 3), data(8, 4));
+        let (uniform, _) = run(&model, Params { ratio: 0.25, ..Params::default() }, &calibration);
+        let params = Params { ratio: 0.25, scope: whittle_passes::prune_channels::Scope::Sensitivity, ..Params::default() };
+        let (allocated, report) = run(&model, params, &calibration);
+        let count = |m: &Model| whittle_graph::stats::model_stats(m).parameters;
+        assert!(count(&allocated).abs_diff(count(&uniform)) * 10 < count(&model), "about the same number of channels go");
+        let spec = VerifySpec::default();
+        let judge = measure(&evaluation, &model, &spec);
+        let (u, a) = (judge.fidelity(&uniform).unwrap().min_sqnr_db, judge.fidelity(&allocated).unwrap().min_sqnr_db);
+        assert!(a > u + 6.0, "sensitivity {a:.1} dB against uniform {u:.1} dB: {:?}", report.notes);
+        let dims = |m: &Model, n: &str| m.graph.constant(m.graph.value_by_name(n).unwrap()).unwrap().dims().to_vec();
+        assert!(
+            dims(&allocated, "wa")[0] <= 14 && dims(&allocated, "wb")[0] >= 22,
+            "{:?} {:?}",
+            dims(&allocated, "wa"),
+            dims(&allocated, "wb")
+        );
+    }
+
     #[test]
     fn the_refit_lowers_the_error_of_a_pruned_conv_stack() {
         // Three 3x3 convolutions (8 -> 24 -> 24 -> 8) with low-rank filters, Relus between them.

@@ -14,9 +14,18 @@
 //!   layers of different scales count alike, averaged over the group's weights. `bn_scale`: the
 //!   `|γ|` of the group's BatchNormalizations (network slimming; run before `fold_batchnorm`),
 //!   else `l2`.
-//! - **How many**: `ratio` of each group's channels, the count kept rounded up to a multiple of
-//!   `round_to` and never below `min_channels`; the least important go, but never the last
-//!   channel of a tensor (a Concat input, say).
+//! - **How many**: `ratio` of each group's channels (`scope: per_group`), or per-group ratios
+//!   from measured sensitivity (`scope: sensitivity`, [`crate::sensitivity`]): each group pruned
+//!   alone at every point of `sensitivity_grid`, the output SQNR measured on calibration
+//!   samples, then the ratios removing `ratio` of all the groups' channels (`target: channels`)
+//!   or of their layers' MACs (`target: macs`) with the least summed output noise. The count kept
+//!   is rounded up to a multiple of `round_to` and never below `min_channels`; the least
+//!   important go, but never the last channel of a tensor (a Concat input, say).
+//! - **Reconstruction** (`reconstruct: true`): the layers reading pruned channels are refit,
+//!   weights and bias, by least squares so that fed the pruned model's own inputs they give the
+//!   original outputs ([`crate::reconstruct::refit_readers`]; He et al. 2017, ThiNet), in
+//!   topological stages so each stage sees the earlier stages' refits. Kept only if the output
+//!   SQNR on the calibration data does not drop.
 //!
 //! Removing channel `c` makes the model compute what it would if that channel's activations
 //! were zero, exactly when the channel is zero before its readers (a filter of zeros, no bias,
@@ -43,11 +52,37 @@ pub enum Importance {
     BnScale,
 }
 
+/// How the ratio is spread over the groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every group loses `ratio` of its channels.
+    PerGroup,
+    /// Per-group ratios from each group's measured sensitivity, removing `ratio` of all the
+    /// prunable channels (or MACs, `target: macs`) with the least predicted output noise.
+    Sensitivity,
+}
+
+/// What `ratio` is a share of, with `scope: sensitivity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Channels,
+    /// The multiply-accumulates of the layers producing and reading the groups' channels.
+    Macs,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Params {
-    /// Share of each group's channels removed, in [0, 1).
+    /// Share of each group's channels removed, in [0, 1) (`scope: sensitivity`: of all of them).
     pub ratio: f64,
+    pub scope: Scope,
+    pub target: Target,
+    /// Ratios each group is measured at (`scope: sensitivity`; the last bounds every group).
+    pub sensitivity_grid: Vec<f64>,
+    /// Calibration samples each sensitivity point is measured on (0: all).
+    pub sensitivity_samples: usize,
     pub importance: Importance,
     /// The count of channels each group keeps is rounded up to a multiple of this.
     pub round_to: usize,
@@ -70,6 +105,10 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             ratio: 0.3,
+            scope: Scope::PerGroup,
+            target: Target::Channels,
+            sensitivity_grid: vec![0.1, 0.25, 0.4, 0.55, 0.7],
+            sensitivity_samples: 4,
             importance: Importance::L2,
             round_to: 1,
             min_channels: 1,
@@ -93,7 +132,11 @@ impl PassDef for PruneChannels {
     const EXACT: bool = false;
     type Params = Params;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
-        ("ratio", "float", "share of each group's channels removed"),
+        ("ratio", "float", "share of each group's channels removed (scope: sensitivity: of all of them, or of the MACs)"),
+        ("scope", "per_group|sensitivity", "the same ratio in every group, or per-group ratios from measured sensitivity"),
+        ("target", "channels|macs", "what the ratio is a share of with scope: sensitivity"),
+        ("sensitivity_grid", "list", "ratios each group is measured at (scope: sensitivity)"),
+        ("sensitivity_samples", "int", "calibration samples per sensitivity point (0: all)"),
         ("importance", "l1|l2|bn_scale", "norm of the channel's weights over its group, or BatchNormalization |gamma|"),
         ("round_to", "int", "channels kept per group rounded up to a multiple of this"),
         ("min_channels", "int", "no group keeps fewer channels"),
@@ -204,11 +247,11 @@ impl PruneChannels {
         })
     }
 
-    /// The channels of `group` to remove.
-    fn choose(&self, model: &Model, analysis: &Analysis, group: &Group) -> Vec<usize> {
+    /// The channels of `group` to remove at `ratio`.
+    fn choose(&self, model: &Model, analysis: &Analysis, group: &Group, ratio: f64) -> Vec<usize> {
         let n = group.channels.len();
         let p = &self.params;
-        let removed = (p.ratio * n as f64).round() as usize;
+        let removed = (ratio * n as f64).round() as usize;
         let round = p.round_to.max(1);
         let kept = (n - removed.min(n)).div_ceil(round) * round;
         let kept = kept.max(p.min_channels).min(n);
@@ -378,6 +421,75 @@ fn stages(g: &whittle_graph::Graph, readers: &[NodeId]) -> Result<Vec<Vec<usize>
     Ok(stages)
 }
 
+impl PruneChannels {
+    /// Per-group ratios from measured sensitivity ([`crate::sensitivity`]): each group pruned
+    /// alone at every grid point, the output SQNR measured on calibration samples, then the
+    /// ratios that remove `ratio` of all the groups' channels (or MACs) with the least summed
+    /// output noise.
+    fn allocate(
+        &self,
+        model: &Model,
+        analysis: &Analysis,
+        prunable: &[usize],
+        ctx: &PassContext,
+        report: &mut PassReport,
+    ) -> Result<Vec<f64>, PassError> {
+        use crate::sensitivity::{Candidate, allocate, measure_curves};
+        let p = &self.params;
+        let measure = ctx.require_measure("prune_channels with scope: sensitivity")?;
+        let g = &model.graph;
+        let stats = whittle_graph::stats::model_stats(model);
+        let macs: HashMap<String, u64> = stats.layers.iter().map(|l| (l.node.clone(), l.macs.unwrap_or(0))).collect();
+        let candidates: Vec<Candidate> = prunable
+            .iter()
+            .map(|&gi| {
+                let group = &analysis.groups[gi];
+                let weights = match p.target {
+                    Target::Channels => group.removable(),
+                    Target::Macs => {
+                        let layers: HashSet<NodeId> = group
+                            .effects
+                            .iter()
+                            .filter(|(_, e)| matches!(e, Effect::Produces { .. } | Effect::Consumes { .. } | Effect::Groups { .. }))
+                            .map(|(_, e)| e.node())
+                            .collect();
+                        layers.iter().map(|n| macs.get(&g.node_label(*n)).copied().unwrap_or(0) as usize).sum::<usize>().max(1)
+                    }
+                };
+                Candidate { layer: format!("{} ({} channels)", producer_label(model, group).0, group.channels.len()), weights }
+            })
+            .collect();
+        let compress = |i: usize, ratio: f64| -> Result<Model, String> {
+            let gi = prunable[i];
+            let chosen = self.choose(model, analysis, &analysis.groups[gi], ratio);
+            let mut m = model.clone();
+            let patch = removal_patch(model, analysis, &[(gi, chosen)], Replaced::new())?;
+            patch.check(&m.graph).map_err(|e| e.0)?;
+            patch.apply(&mut m.graph);
+            Ok(m)
+        };
+        measure.log(&format!("sensitivity: {} groups x {} ratios", candidates.len(), p.sensitivity_grid.len()));
+        let curves = measure_curves(&candidates, &p.sensitivity_grid, p.sensitivity_samples, measure, &compress)
+            .map_err(|e| PassError::new(format!("prune_channels: {e}")))?;
+        let (ratios, predicted) =
+            allocate(&curves, p.ratio, false).map_err(|e| PassError::unsupported_model(format!("prune_channels: {e}")))?;
+        let spread: Vec<String> = curves.iter().zip(&ratios).map(|(c, r)| format!("{} {:.0}%", c.layer, 100.0 * r)).collect();
+        report.notes.push(format!(
+            "sensitivity: {} groups x {} ratios measured on {} calibration samples; ratios for {:.0}% of the {}: {} (predicted SQNR {predicted:.1} dB)",
+            curves.len(),
+            p.sensitivity_grid.len(),
+            if p.sensitivity_samples == 0 { measure.samples() } else { p.sensitivity_samples.min(measure.samples()) },
+            100.0 * p.ratio,
+            match p.target {
+                Target::Channels => "channels",
+                Target::Macs => "MACs of their layers",
+            },
+            spread.join(", ")
+        ));
+        Ok(ratios)
+    }
+}
+
 /// The kept indices of every slot of the pruned groups.
 type Kept = HashMap<usize, Vec<i64>>;
 
@@ -505,7 +617,7 @@ impl Pass for PruneChannels {
         }
         let analysis = analyze(&model.graph, model.opset("").unwrap_or(1)).map_err(PassError::new)?;
         let mut report = PassReport::default();
-        let mut pruned: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut prunable: Vec<usize> = Vec::new();
         let mut fixed = 0;
         for (gi, group) in analysis.groups.iter().enumerate() {
             let (label, op) = producer_label(model, group);
@@ -517,10 +629,17 @@ impl Pass for PruneChannels {
                 fixed += 1;
                 continue;
             }
-            if !self.selects(model, group) {
-                continue;
+            if self.selects(model, group) {
+                prunable.push(gi);
             }
-            let chosen = self.choose(model, &analysis, group);
+        }
+        let ratios = match p.scope {
+            Scope::Sensitivity if !prunable.is_empty() => self.allocate(model, &analysis, &prunable, ctx, &mut report)?,
+            _ => vec![p.ratio; prunable.len()],
+        };
+        let mut pruned: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (&gi, &ratio) in prunable.iter().zip(&ratios) {
+            let chosen = self.choose(model, &analysis, &analysis.groups[gi], ratio);
             if !chosen.is_empty() {
                 pruned.push((gi, chosen));
             }
