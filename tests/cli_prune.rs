@@ -75,26 +75,9 @@ fn two_of_four_on_every_ppocr_model_exports_models_the_runtimes_take() {
         let out = dir.path().join(file.replace(".onnx", ".2of4.onnx"));
         // Every layer 2:4, one-shot: the accuracy thresholds are off (uniform 2:4 is far too lossy
         // for these models; sparse_2_4.yaml chooses layers); tract runs it on one sample.
-        let o = whittle(&[
-            "run",
-            &s(&pipeline),
-            "--model",
-            &s(&model),
-            "--input",
-            input,
-            "--eval",
-            "random:1",
-            "--set",
-            "steps.8.prune_magnitude.pattern=\"2:4\"",
-            "--set",
-            "verify.min_sqnr_db=null",
-            "--set",
-            "verify.max_top1_drop=null",
-            "--set",
-            "verify.latency_runs=0",
-            "--out",
-            &s(&out),
-        ]);
+        let sets =
+            ["--set", "steps.8.prune_magnitude.pattern=\"2:4\"", "--set", "verify.min_sqnr_db=null", "--set", "verify.max_top1_drop=null"];
+        let o = whittle_tests::cli::run_on_model(env!("CARGO_BIN_EXE_whittle"), &pipeline, &model, input, &sets, &out);
         assert_eq!(o.status.code(), Some(0), "{file}: {}", text(&o));
         assert!(two_of_four_layers(&out) >= 10, "{file}: {}", text(&o));
         let Some(python) = whittle_tests::peer_python() else { continue };
@@ -126,24 +109,8 @@ fn sparse_storage_ships_the_pruned_det_model_smaller_and_the_runtimes_take_it() 
         let pipeline = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&pipeline, yaml).unwrap();
         let out = dir.path().join(format!("det.{name}.onnx"));
-        let o = whittle(&[
-            "run",
-            &s(&pipeline),
-            "--model",
-            &s(&model),
-            "--input",
-            "x=1,3,640,640",
-            "--eval",
-            "random:1",
-            "--set",
-            "verify.min_sqnr_db=null",
-            "--set",
-            "verify.max_top1_drop=null",
-            "--set",
-            "verify.latency_runs=0",
-            "--out",
-            &s(&out),
-        ]);
+        let sets = ["--set", "verify.min_sqnr_db=null", "--set", "verify.max_top1_drop=null"];
+        let o = whittle_tests::cli::run_on_model(env!("CARGO_BIN_EXE_whittle"), &pipeline, &model, "x=1,3,640,640", &sets, &out);
         assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o));
         if name == "sparse" {
             assert!(text(&o).contains("constants stored sparse (Constant sparse_value)"), "{}", text(&o));

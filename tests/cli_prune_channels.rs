@@ -56,19 +56,12 @@ fn every_ppocr_model_prunes_at_30_and_50_percent_to_models_the_runtimes_take() {
         for ratio in ["0.3", "0.5"] {
             let out = dir.path().join(file.replace(".onnx", &format!(".{ratio}.onnx")));
             // The same ratio in every group, no refit, random data: no accuracy thresholds.
-            let o = whittle(&[
-                "run",
-                &s(&pipeline),
-                "--model",
-                &s(&model),
-                "--input",
-                input,
-                "--eval",
-                "random:1",
+            let ratio_set = format!("steps.8.prune_channels.ratio={ratio}");
+            let extra = [
                 "--calibration",
                 "random:1",
                 "--set",
-                &format!("steps.8.prune_channels.ratio={ratio}"),
+                &ratio_set,
                 "--set",
                 "steps.8.prune_channels.scope=per_group",
                 "--set",
@@ -77,11 +70,8 @@ fn every_ppocr_model_prunes_at_30_and_50_percent_to_models_the_runtimes_take() {
                 "verify.min_sqnr_db=null",
                 "--set",
                 "verify.max_accuracy_drop=null",
-                "--set",
-                "verify.latency_runs=0",
-                "--out",
-                &s(&out),
-            ]);
+            ];
+            let o = whittle_tests::cli::run_on_model(env!("CARGO_BIN_EXE_whittle"), &pipeline, &model, input, &extra, &out);
             assert_eq!(o.status.code(), Some(0), "{file} at {ratio}: {}", text(&o));
             let report: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(out.with_extension("report.json")).unwrap()).unwrap();

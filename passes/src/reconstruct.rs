@@ -121,6 +121,24 @@ fn layout_of(model: &Model, p: &Pruned<'_>) -> Result<Layout, String> {
     }
 }
 
+/// Adds beside `conv` a Conv of group `c_in` with one-hot weights `[c_in·k, 1, kernel]` and the
+/// layer's pads, strides and dilations, reading `input`: its `c_in·k` output channels (channel
+/// major) are every input patch the layer's kernel sees, so the runtime does the unfolding.
+/// Returns the op's index in `patch`.
+fn unfolding_tap(patch: &mut Patch, conv: &whittle_graph::Node, input: Wire, c_in: usize, kernel: &[i64], name: &str) -> usize {
+    let k: usize = kernel.iter().map(|&d| d as usize).product();
+    let mut onehot = vec![0f32; c_in * k * k];
+    for c in 0..c_in {
+        for q in 0..k {
+            onehot[(c * k + q) * k + q] = 1.0;
+        }
+    }
+    let dims = [vec![(c_in * k) as i64, 1], kernel.to_vec()].concat();
+    let w = patch.add_constant(&format!("{name}_w"), Tensor::from_f32("", &dims, &onehot));
+    let spec = crate::rewrite::conv_like(conv, name, name, c_in, kernel);
+    patch.add_op(spec, vec![input, w], conv.order)
+}
+
 /// Refits every layer of `layers` (module documentation). One answer per layer: the refit, or
 /// why it was not made.
 pub fn refit(
@@ -142,19 +160,8 @@ pub fn refit(
             Ok(Layout::Conv { .. }) => {
                 let input = n.input(0).expect("a Conv has an input");
                 let c_in = p.dims[1] as usize * n.attr_int("group").unwrap_or(1).max(1) as usize;
-                let kernel: Vec<i64> = p.dims[2..].to_vec();
-                let k: usize = kernel.iter().map(|&d| d as usize).product();
-                let mut onehot = vec![0f32; c_in * k * k];
-                for c in 0..c_in {
-                    for q in 0..k {
-                        onehot[(c * k + q) * k + q] = 1.0;
-                    }
-                }
-                let dims = [vec![(c_in * k) as i64, 1], kernel.clone()].concat();
-                let w = patch.add_constant(&format!("reconstruct_tap_w{}", taps.len()), Tensor::from_f32("", &dims, &onehot));
                 let name = g.fresh_name(&format!("{}_reconstruct_tap", g.node_label(p.node)));
-                let spec = crate::rewrite::conv_like(n, &name, &name, c_in, &kernel);
-                taps.push(Some(patch.add_op(spec, vec![Wire::Value(input), w], n.order)));
+                taps.push(Some(unfolding_tap(&mut patch, n, Wire::Value(input), c_in, &p.dims[2..], &name)));
             }
             _ => taps.push(None),
         }
@@ -433,23 +440,11 @@ pub fn refit_readers(
         };
         match layout {
             Ok(Layout::Conv { .. }) => {
-                let kernel: Vec<i64> = r.dims[2..].to_vec();
-                let tap = |input: whittle_graph::ValueId, c_in: usize, patch: &mut Patch| {
-                    let k: usize = kernel.iter().map(|&d| d as usize).product();
-                    let mut onehot = vec![0f32; c_in * k * k];
-                    for c in 0..c_in {
-                        for q in 0..k {
-                            onehot[(c * k + q) * k + q] = 1.0;
-                        }
-                    }
-                    let dims = [vec![(c_in * k) as i64, 1], kernel.clone()].concat();
-                    let w = patch.add_constant("reconstruct_tap_w", Tensor::from_f32("", &dims, &onehot));
+                let mut tap = |input: whittle_graph::ValueId, c_in: usize| {
                     let name = tw.graph.fresh_name(&format!("{}_reconstruct_tap", tw.graph.value(input).name));
-                    let spec = crate::rewrite::conv_like(n, &name, &name, c_in, &kernel);
-                    Wire::output(patch.add_op(spec, vec![Wire::Value(input), w], n.order), 0)
+                    Wire::output(unfolding_tap(&mut patch, n, Wire::Value(input), c_in, &r.dims[2..], &name), 0)
                 };
-                let a = tap(input, r.dims[1] as usize, &mut patch);
-                let b = tap(cand_input, r.kept.len(), &mut patch);
+                let (a, b) = (tap(input, r.dims[1] as usize), tap(cand_input, r.kept.len()));
                 taps.push(Some((a, b)));
             }
             Ok(_) => taps.push(Some((Wire::Value(input), Wire::Value(cand_input)))),

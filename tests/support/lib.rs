@@ -230,6 +230,24 @@ pub mod cli {
         o
     }
 
+    /// `whittle run PIPELINE --model MODEL --input INPUT --eval random:1 EXTRA... --set
+    /// verify.latency_runs=0 --out OUT`: a shipped pipeline on another model, judged on seeded
+    /// random samples, without latency runs.
+    pub fn run_on_model(
+        bin: &str,
+        pipeline: &std::path::Path,
+        model: &std::path::Path,
+        input: &str,
+        extra: &[&str],
+        out: &std::path::Path,
+    ) -> Output {
+        let (pipeline, model, out) = (pipeline.display().to_string(), model.display().to_string(), out.display().to_string());
+        let mut args = vec!["run", &pipeline, "--model", &model, "--input", input, "--eval", "random:1"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--set", "verify.latency_runs=0", "--out", &out]);
+        run(bin, &args)
+    }
+
     /// Stdout and stderr, for assertion messages.
     pub fn text(o: &Output) -> String {
         format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
