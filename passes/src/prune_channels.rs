@@ -36,11 +36,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use whittle_graph::builder::attr_int;
+use whittle_graph::channels::{LAYER_OPS, WeightAxes};
 use whittle_graph::patch::Patch;
 use whittle_graph::{Model, NodeId, Tensor, ValueId};
 
 use crate::channel_groups::{Analysis, Effect, Group, analyze};
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
+use crate::quant::Selection;
 
 /// How a channel's importance is scored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,7 @@ impl Default for Params {
 
 pub struct PruneChannels {
     params: Params,
+    selection: Selection,
 }
 
 impl PassDef for PruneChannels {
@@ -147,7 +150,8 @@ impl PassDef for PruneChannels {
         ("reconstruct_rows", "int", "input rows (pixels, tokens) per sample used by the refit"),
     ];
     fn new(params: Params) -> Self {
-        PruneChannels { params }
+        let selection = Selection { op_types: Vec::new(), include: params.include.clone(), exclude: params.exclude.clone() };
+        PruneChannels { params, selection }
     }
 }
 
@@ -232,19 +236,14 @@ fn channel_scores(model: &Model, analysis: &Analysis, group: &Group, importance:
         .collect()
 }
 
-fn matches(pattern: &str, name: &str) -> bool {
-    glob::Pattern::new(pattern).is_ok_and(|p| p.matches(name))
-}
-
 impl PruneChannels {
     /// Whether every layer producing the group's channels is selected.
     fn selects(&self, model: &Model, group: &Group) -> bool {
-        let g = &model.graph;
-        group.effects.iter().filter(|(_, e)| matches!(e, Effect::Produces { .. })).all(|(_, e)| {
-            let Some(n) = g.node(e.node()) else { return false };
-            (self.params.include.is_empty() || self.params.include.iter().any(|p| matches(p, n.name())))
-                && !self.params.exclude.iter().any(|p| matches(p, n.name()) || p == n.op_type())
-        })
+        group
+            .effects
+            .iter()
+            .filter(|(_, e)| matches!(e, Effect::Produces { .. }))
+            .all(|(_, e)| self.selection.selects(&model.graph, e.node(), &LAYER_OPS))
     }
 
     /// The channels of `group` to remove at `ratio`.
@@ -318,11 +317,8 @@ impl PruneChannels {
                 let (dims, original) = (t.dims().to_vec(), t.to_f32().map_err(|e| PassError::new(e.to_string()))?);
                 let gone = &removed[s];
                 let kept: Vec<usize> = (0..analysis.slots[*s].size).filter(|i| !gone.contains(i)).collect();
-                let outputs = match n.op_type() {
-                    "Conv" => dims[0],
-                    "Gemm" if n.attr_int("transB").unwrap_or(0) != 0 => dims[0],
-                    _ => dims[1],
-                };
+                let group = n.attr_int("group").unwrap_or(1);
+                let outputs = WeightAxes::of_node(n, dims.len()).and_then(|a| a.output_channels(&dims, group)).unwrap_or(-1);
                 // A bias of one entry per output, where the layer has one (MatMul has none).
                 let bias = n.input(2).filter(|b| g.constant(*b).is_some_and(|t| t.dims() == [outputs]) && n.op_type() != "MatMul");
                 let bias_values = bias.and_then(|b| g.constant(b)?.to_f32().ok());
@@ -611,10 +607,7 @@ impl Pass for PruneChannels {
         if !(0.0..1.0).contains(&p.ratio) {
             return Err(PassError::unsupported_model(format!("prune_channels: ratio {} is not in [0, 1)", p.ratio)));
         }
-        for pattern in p.include.iter().chain(&p.exclude) {
-            glob::Pattern::new(pattern)
-                .map_err(|e| PassError::unsupported_model(format!("prune_channels: bad name pattern `{pattern}`: {e}")))?;
-        }
+        self.selection.check().map_err(|e| PassError::unsupported_model(format!("prune_channels: {e}")))?;
         let analysis = analyze(&model.graph, model.opset("").unwrap_or(1)).map_err(PassError::new)?;
         let mut report = PassReport::default();
         let mut prunable: Vec<usize> = Vec::new();

@@ -597,7 +597,6 @@ impl Pass for PruneMagnitude {
                     dims: &layers[i].dims,
                     original: &layers[i].values,
                     pruned: results[i].as_deref().expect("changed"),
-                    bias: None,
                 })
                 .collect();
             let refits = crate::reconstruct::refit(model, &asked, measure, self.params.reconstruct_ridge, self.params.reconstruct_rows)?;

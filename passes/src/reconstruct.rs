@@ -15,10 +15,7 @@
 //! `max_rows` rows (pixels) of each sample are used, evenly spaced; a layer with fewer than
 //! [`MIN_ROWS_PER_INPUT`] rows per unknown in all is not refit (it would fit the samples). The output error energy
 //! `(w₀ − w)ᵀ G (w₀ − w)` before and after the refit is reported as an SNR; a refit that does not
-//! lower it is not applied. With a bias (`Pruned::bias`), each row's inputs get a constant 1 and
-//! the bias is fitted with the weights: what the removed inputs contributed on average (a pruned
-//! channel after a Relu is mostly positive) moves into the bias. Lossy (the pruned model is),
-//! judged by the gate.
+//! lower it is not applied. Lossy (the pruned model is), judged by the gate.
 
 use nalgebra::DMatrix;
 use whittle_graph::patch::{Patch, Wire};
@@ -31,19 +28,16 @@ use crate::pass::PassError;
 /// A layer is refit only from at least this many input rows per unknown of a row.
 pub const MIN_ROWS_PER_INPUT: usize = 4;
 
-/// A pruned layer to refit: its node, weight dims, original and pruned values, and its bias
-/// when the refit should fit the bias too (one per output row; the rows' inputs then get a
-/// constant 1, so what removed inputs contributed on average moves into the bias).
+/// A pruned layer to refit: its node, weight dims, original and pruned values.
 pub struct Pruned<'a> {
     pub node: NodeId,
     pub dims: &'a [i64],
     pub original: &'a [f32],
     pub pruned: &'a [f32],
-    pub bias: Option<&'a [f32]>,
 }
 
-/// A refit layer: its new weights (and bias, when asked for) and its output SNR (signal over
-/// error energy) before and after, dB.
+/// A refit layer: its new weights (and bias, for [`refit_readers`] with a bias) and its output
+/// SNR (signal over error energy) before and after, dB.
 pub struct Refit {
     pub values: Vec<f32>,
     pub bias: Option<Vec<f32>>,
@@ -186,12 +180,11 @@ pub fn refit(
     }
     let active: Vec<usize> = (0..layers.len()).filter(|&i| layouts[i].is_ok()).collect();
     let mut rows_seen = vec![0usize; active.len()];
-    let ones = |i: usize| usize::from(layers[i].bias.is_some());
     let mut grams: Vec<Vec<DMatrix<f64>>> = active
         .iter()
         .map(|&i| {
             let l = layouts[i].as_ref().expect("active");
-            vec![DMatrix::zeros(l.width() + ones(i), l.width() + ones(i)); l.groups()]
+            vec![DMatrix::zeros(l.width(), l.width()); l.groups()]
         })
         .collect();
     if !active.is_empty() {
@@ -222,10 +215,8 @@ pub fn refit(
                             )));
                         }
                         *seen += rows.nrows();
-                        let one = ones(i);
                         for (gi, gm) in gram.iter_mut().enumerate() {
-                            let mut block = DMatrix::from_element(rows.nrows(), width + one, 1.0);
-                            block.columns_mut(0, width).copy_from(&rows.columns(gi * width, width));
+                            let block = rows.columns(gi * width, width);
                             gm.gemm_tr(1.0, &block, &block, 1.0);
                         }
                         Ok(())
@@ -253,24 +244,20 @@ pub fn refit(
         .collect())
 }
 
-/// The row-by-row solve (module documentation). With a bias, input `width` is the constant 1
-/// and its weight the bias, always kept.
+/// The row-by-row solve (module documentation).
 fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) -> Result<Refit, String> {
     let width = layout.width();
-    let inputs = width + usize::from(p.bias.is_some());
     let mut values = p.pruned.to_vec();
-    let mut bias = p.bias.map(<[f32]>::to_vec);
     let (mut signal, mut before, mut after) = (0.0, 0.0, 0.0);
     for o in 0..layout.rows() {
         let g = &grams[layout.group_of(o)];
-        let at = |w: &[f32], t: usize| if t < width { w[layout.element(o, t)] as f64 } else { p.bias.map_or(0.0, |b| b[o] as f64) };
-        let w0 = nalgebra::DVector::from_iterator(inputs, (0..inputs).map(|t| at(p.original, t)));
-        let wp = nalgebra::DVector::from_iterator(inputs, (0..inputs).map(|t| at(p.pruned, t)));
+        let w0 = nalgebra::DVector::from_iterator(width, (0..width).map(|t| p.original[layout.element(o, t)] as f64));
+        let wp = nalgebra::DVector::from_iterator(width, (0..width).map(|t| p.pruned[layout.element(o, t)] as f64));
         let energy = |e: &nalgebra::DVector<f64>| (g * e).dot(e);
         signal += energy(&w0);
         let err = energy(&(&w0 - &wp));
         before += err;
-        let kept: Vec<usize> = (0..inputs).filter(|&t| wp[t] != 0.0 || t == width).collect();
+        let kept: Vec<usize> = (0..width).filter(|&t| wp[t] != 0.0).collect();
         if kept.is_empty() {
             after += err;
             continue;
@@ -287,7 +274,7 @@ fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) ->
             continue;
         };
         let fit = chol.solve(&rhs);
-        let mut w = nalgebra::DVector::zeros(inputs);
+        let mut w = nalgebra::DVector::zeros(width);
         for (r, &t) in kept.iter().enumerate() {
             w[t] = fit[r];
         }
@@ -295,10 +282,7 @@ fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) ->
         if refit_err < err {
             after += refit_err;
             for (r, &t) in kept.iter().enumerate() {
-                match bias.as_mut() {
-                    Some(b) if t == width => b[o] = fit[r] as f32,
-                    _ => values[layout.element(o, t)] = fit[r] as f32,
-                }
+                values[layout.element(o, t)] = fit[r] as f32;
             }
         } else {
             after += err;
@@ -307,7 +291,7 @@ fn solve(layout: &Layout, p: &Pruned<'_>, grams: &[DMatrix<f64>], ridge: f64) ->
     if signal <= 0.0 {
         return Err("its inputs carry no signal on the calibration data".into());
     }
-    Ok(Refit { values, bias, snr_before: snr_db(signal, before), snr_after: snr_db(signal, after) })
+    Ok(Refit { values, bias: None, snr_before: snr_db(signal, before), snr_after: snr_db(signal, after) })
 }
 
 /// A layer whose input channels were pruned, to refit on the pruned model's inputs.
@@ -420,7 +404,7 @@ pub fn refit_readers(
     let layouts: Vec<Result<Layout, String>> = readers
         .iter()
         .map(|r| {
-            let p = Pruned { node: r.node, dims: r.dims, original: r.original, pruned: r.original, bias: r.bias };
+            let p = Pruned { node: r.node, dims: r.dims, original: r.original, pruned: r.original };
             match layout_of(model, &p)? {
                 Layout::Conv { groups, .. } if groups > 1 => Err("a grouped convolution".to_string()),
                 l => Ok(l),
