@@ -257,4 +257,93 @@ mod reconstructed {
         let dims = |m: &Model, n: &str| m.graph.constant(m.graph.value_by_name(n).unwrap()).unwrap().dims().to_vec();
         assert_eq!(dims(&plain, "w1"), dims(&refit, "w1"));
     }
+
+    /// x[1,8,12,12] -> conv_a (8 -> 16) -> Relu -> conv_b (16 -> 8) -> y, where conv_a's
+    /// channels 0..8 have the largest weights but a bias of -1000: Relu kills them on any input.
+    /// They are what data-driven importance must remove first; weight norms keep them.
+    fn dead_channels() -> Model {
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DataType::Float, &[1, 8, 12, 12]);
+        let mut wa = weights(16 * 8 * 9, 31);
+        wa[..8 * 8 * 9].iter_mut().for_each(|v| *v *= 3.0);
+        let wa = b.constant("wa", Tensor::from_f32("wa", &[16, 8, 3, 3], &wa));
+        let ba: Vec<f32> = (0..16).map(|i| if i < 8 { -1000.0 } else { 0.1 }).collect();
+        let ba = b.constant("ba", Tensor::from_f32("ba", &[16], &ba));
+        let a = conv(&mut b, x, wa, ba, "conv_a", 1, 1);
+        let ra = b.node("Relu", &[a], &["relu_a"], vec![])[0];
+        let (wb, bb) = (weight(&mut b, "wb", &[8, 16, 3, 3], 32, &[], &[]), bias(&mut b, "bb", 8, 33, &[]));
+        let y = conv(&mut b, ra, wb, bb, "y", 1, 1);
+        b.output(y);
+        shaped(b.finish(), X)
+    }
+
+    #[test]
+    fn data_driven_importance_removes_the_dead_channels_that_weight_norms_keep() {
+        use whittle_passes::prune_channels::Importance;
+        let model = dead_channels();
+        let (calibration, evaluation) = (data(4, 5), data(4, 6));
+        let spec = VerifySpec::default();
+        let judge = measure(&evaluation, &model, &spec);
+        let sqnr = |importance: Importance| {
+            let (pruned, report) = run(&model, Params { ratio: 0.5, importance, ..Params::default() }, &calibration);
+            let dims = pruned.graph.constant(pruned.graph.value_by_name("wa").unwrap()).unwrap().dims().to_vec();
+            assert_eq!(dims[0], 8, "{importance:?}: {:?}", report.changes);
+            judge.fidelity(&pruned).unwrap().min_sqnr_db
+        };
+        let l2 = sqnr(Importance::L2);
+        assert!(l2 < 10.0, "the L2 norm removes the live channels: {l2:.1} dB");
+        for importance in [Importance::Activation, Importance::OutputError] {
+            let s = sqnr(importance);
+            assert!(s > 80.0, "{importance:?} removes the dead channels, exactly: {s:.1} dB");
+        }
+    }
+
+    #[test]
+    fn the_measured_output_error_of_removing_a_channel_is_what_removing_it_does() {
+        // A strided, padded 3x3 Conv with a bias: the output energy each input channel accounts
+        // for, as measured, against zeroing that channel's weights and running the model.
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DataType::Float, &[1, 8, 12, 12]);
+        let (w, bias_v) = (weight(&mut b, "w", &[6, 8, 3, 3], 41, &[], &[]), bias(&mut b, "b", 6, 42, &[]));
+        let y = b.node("Conv", &[x, w, bias_v], &["y"], vec![attr_ints("strides", &[2, 2]), attr_ints("pads", &[1, 1, 1, 1])])[0];
+        b.output(y);
+        let model = shaped(b.finish(), X);
+        let calibration = data(3, 7);
+        let spec = VerifySpec::default();
+        let m = measure(&calibration, &model, &spec);
+        let g = &model.graph;
+        let node = g.value(g.value_by_name("y").unwrap()).producer().unwrap();
+        let t = g.constant(g.value_by_name("w").unwrap()).unwrap();
+        let (dims, values) = (t.dims().to_vec(), t.to_f32().unwrap());
+        let energy = whittle_passes::reconstruct::input_channel_output_energy(&model, &[(node, &dims, &values)], &m, 1 << 20).unwrap();
+        let energy = energy.into_iter().next().unwrap().unwrap();
+        assert_eq!(energy.len(), 8);
+        let outputs = |model: &Model| {
+            let mut all = Vec::new();
+            m.stream(model, &["y".to_string()], &mut |_, v| {
+                all.push(v[0].clone());
+                Ok(())
+            })
+            .unwrap();
+            all
+        };
+        let reference = outputs(&model);
+        let rows = (reference.len() * 6 * 6) as f64; // output pixels of every sample
+        for (c, e) in energy.iter().enumerate() {
+            let mut without = model.clone();
+            let mut zeroed = values.clone();
+            zeroed.iter_mut().enumerate().filter(|(i, _)| (i / 9) % 8 == c).for_each(|(_, v)| *v = 0.0);
+            let wid = without.graph.value_by_name("w").unwrap();
+            let mut patch = whittle_graph::patch::Patch::new("zero one input channel");
+            patch.replace_constant(wid, Tensor::from_f32("w", &dims, &zeroed), node);
+            patch.apply(&mut without.graph);
+            let brute: f64 = reference
+                .iter()
+                .zip(outputs(&without))
+                .map(|(a, b)| a.iter().zip(b.iter()).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>())
+                .sum::<f64>()
+                / rows;
+            assert!((e - brute).abs() <= 1e-3 * brute, "channel {c}: measured {e}, by removal {brute}");
+        }
+    }
 }

@@ -32,6 +32,9 @@ enum Command {
     Convert(commands::convert::Args),
     /// Run a pipeline: passes, verification with tract, the gate; write the model only if it passes.
     Run(Box<commands::run::Args>),
+    /// Run a pipeline at a series of values of one key (a pruning ratio): a table and chart of the
+    /// task metric, fidelity, MACs and measured latency against it.
+    Sweep(Box<commands::sweep::Args>),
     /// List every pass with its parameters, defaults and a one-line description.
     Passes(commands::passes::Args),
 }
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Diff(args) => commands::diff::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Run(args) => commands::run::run(&args),
+        Command::Sweep(args) => commands::sweep::run(&args),
         Command::Passes(args) => commands::passes::run(&args),
     };
     match result {

@@ -819,6 +819,44 @@ impl Builder<'_> {
 }
 
 impl Analysis {
+    /// The kinds of block a group's channels run through, for summaries: `residual` (an Add or
+    /// Sub of two tensors of the group), `concat` (a Concat or Split along the channels),
+    /// `depthwise/grouped` (a grouped Conv), `squeeze-excitation` (a Mul of a `[N, C, 1, 1]`
+    /// tensor of the group by a full-size one), `flatten into dense` (a Reshape or Flatten
+    /// feeding a Gemm or MatMul).
+    pub fn block_kinds(&self, g: &Graph, index: usize) -> BTreeSet<&'static str> {
+        let group = &self.groups[index];
+        let values: HashSet<ValueId> = group.slots.iter().map(|&s| self.slots[s].value).collect();
+        let spatial_ones =
+            |v: ValueId| g.value(v).shape.as_ref().is_some_and(|s| s.rank() > 2 && s.0[2..].iter().all(|d| d.known() == Some(1)));
+        let mut kinds = BTreeSet::new();
+        for &v in &values {
+            let Some(node) = g.value(v).producer().and_then(|n| g.node(n)) else { continue };
+            let inputs: Vec<ValueId> = node.inputs().iter().flatten().copied().filter(|i| values.contains(i)).collect();
+            match node.op_type() {
+                "Add" | "Sub" | "Sum" if inputs.len() >= 2 => {
+                    kinds.insert("residual");
+                }
+                "Concat" | "Split" => {
+                    kinds.insert("concat");
+                }
+                "Mul" if inputs.len() == 2 && spatial_ones(inputs[0]) != spatial_ones(inputs[1]) => {
+                    kinds.insert("squeeze-excitation");
+                }
+                "Reshape" | "Flatten"
+                    if g.value(v).uses().iter().any(|(u, _)| g.node(*u).is_some_and(|n| matches!(n.op_type(), "Gemm" | "MatMul"))) =>
+                {
+                    kinds.insert("flatten into dense");
+                }
+                _ => {}
+            }
+        }
+        if group.effects.iter().any(|(_, e)| matches!(e, Effect::Groups { .. })) {
+            kinds.insert("depthwise/grouped");
+        }
+        kinds
+    }
+
     /// The readable form of one group (what `whittle groups` prints).
     pub fn describe(&self, g: &Graph, index: usize) -> String {
         let group = &self.groups[index];

@@ -127,6 +127,21 @@ pub fn snr_db(signal: f64, error: f64) -> f64 {
     if error <= 0.0 { f64::INFINITY } else { 10.0 * (signal / error).log10() }
 }
 
+/// Adds `Σ f(x)` over each channel along `axis` of `x` to `sum` (its energy with `f = x²`, its
+/// L1 mass with `f = |x|`); `sum` is sized by the first sample.
+pub fn accumulate_per_channel(sum: &mut Vec<f64>, x: &ndarray::ArrayD<f32>, axis: usize, f: impl Fn(f32) -> f64) -> Result<(), String> {
+    let channels = *x.shape().get(axis).ok_or_else(|| format!("an input of shape {:?} has no axis {axis}", x.shape()))?;
+    if sum.is_empty() {
+        sum.resize(channels, 0.0);
+    } else if sum.len() != channels {
+        return Err(format!("input channels changed from {} to {channels} between samples", sum.len()));
+    }
+    for (c, lane) in x.axis_iter(ndarray::Axis(axis)).enumerate() {
+        sum[c] += lane.iter().map(|&v| f(v)).sum::<f64>();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,12 @@ pub enum Importance {
     L2,
     /// `|γ|` of the group's BatchNormalizations.
     BnScale,
+    /// Mean `|x|` of the channel on the tensors its readers see, over the calibration data.
+    Activation,
+    /// The mean squared change of each reading layer's outputs when the channel alone is
+    /// removed, measured on the calibration data
+    /// ([`crate::reconstruct::input_channel_output_energy`]).
+    OutputError,
 }
 
 /// How the ratio is spread over the groups.
@@ -85,6 +91,9 @@ pub struct Params {
     pub sensitivity_grid: Vec<f64>,
     /// Calibration samples each sensitivity point is measured on (0: all).
     pub sensitivity_samples: usize,
+    /// The sensitivity table is saved here (JSON, with a CSV and an SVG beside) and reused by a
+    /// later run on the same model, data and settings: a sweep over `ratio` measures it once.
+    pub sensitivity_file: Option<String>,
     pub importance: Importance,
     /// The count of channels each group keeps is rounded up to a multiple of this.
     pub round_to: usize,
@@ -111,6 +120,7 @@ impl Default for Params {
             target: Target::Channels,
             sensitivity_grid: vec![0.1, 0.25, 0.4, 0.55, 0.7],
             sensitivity_samples: 4,
+            sensitivity_file: None,
             importance: Importance::L2,
             round_to: 1,
             min_channels: 1,
@@ -140,7 +150,12 @@ impl PassDef for PruneChannels {
         ("target", "channels|macs", "what the ratio is a share of with scope: sensitivity"),
         ("sensitivity_grid", "list", "ratios each group is measured at (scope: sensitivity)"),
         ("sensitivity_samples", "int", "calibration samples per sensitivity point (0: all)"),
-        ("importance", "l1|l2|bn_scale", "norm of the channel's weights over its group, or BatchNormalization |gamma|"),
+        ("sensitivity_file", "path", "JSON sensitivity table saved and reused (CSV, SVG beside): a sweep over ratio measures once"),
+        (
+            "importance",
+            "l1|l2|bn_scale|activation|output_error",
+            "norm of the channel's weights over its group, BatchNormalization |gamma|, mean |activation| or the readers' output error when it alone is removed (both on calibration data)",
+        ),
         ("round_to", "int", "channels kept per group rounded up to a multiple of this"),
         ("min_channels", "int", "no group keeps fewer channels"),
         ("include", "list", "prune only groups produced by layers with these name patterns (empty: all)"),
@@ -203,21 +218,26 @@ fn effect_scores(model: &Model, analysis: &Analysis, group: &Group, importance: 
             }
         }
     }
-    for (_, v) in &mut out {
+    normalized(out)
+}
+
+/// Each slot's scores divided by their mean, so tensors and layers of different scales count
+/// alike.
+fn normalized(mut scores: Vec<(usize, Vec<f64>)>) -> Vec<(usize, Vec<f64>)> {
+    for (_, v) in &mut scores {
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
         if mean > 0.0 {
             v.iter_mut().for_each(|x| *x /= mean);
         }
     }
-    out
+    scores
 }
 
-/// Importance of each channel of a group: the mean over the weights it touches of their
-/// normalized slice norms.
-fn channel_scores(model: &Model, analysis: &Analysis, group: &Group, importance: Importance) -> Vec<f64> {
-    let scores = effect_scores(model, analysis, group, importance);
+/// Importance of each channel of a group: the mean over the slots it touches of their
+/// normalized scores (`scores`: per slot, one score per index).
+fn channel_scores(group: &Group, scores: &[(usize, Vec<f64>)]) -> Vec<f64> {
     let mut by_slot: HashMap<usize, Vec<&Vec<f64>>> = HashMap::new();
-    for (s, v) in &scores {
+    for (s, v) in scores {
         by_slot.entry(*s).or_default().push(v);
     }
     group
@@ -246,8 +266,8 @@ impl PruneChannels {
             .all(|(_, e)| self.selection.selects(&model.graph, e.node(), &LAYER_OPS))
     }
 
-    /// The channels of `group` to remove at `ratio`.
-    fn choose(&self, model: &Model, analysis: &Analysis, group: &Group, ratio: f64) -> Vec<usize> {
+    /// The channels of `group` to remove at `ratio`, the least important (`scores`) first.
+    fn choose(&self, analysis: &Analysis, group: &Group, scores: &[f64], ratio: f64) -> Vec<usize> {
         let n = group.channels.len();
         let p = &self.params;
         let removed = (ratio * n as f64).round() as usize;
@@ -255,7 +275,6 @@ impl PruneChannels {
         let kept = (n - removed.min(n)).div_ceil(round) * round;
         let kept = kept.max(p.min_channels).min(n);
         let mut budget = n - kept;
-        let scores = channel_scores(model, analysis, group, p.importance);
         let mut order: Vec<usize> = (0..n).filter(|&c| !group.fixed[c]).collect();
         order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
         // Indices left per slot: no tensor may lose its last one.
@@ -280,6 +299,128 @@ impl PruneChannels {
         }
         chosen.sort();
         chosen
+    }
+}
+
+impl PruneChannels {
+    /// Each prunable group's channel importance, computed once (the sensitivity probes and the
+    /// final choice share it). Data-driven kinds are measured for all groups in one stream; a
+    /// group they cannot score (no reader with a weight) falls back to `l2`, and a note says how
+    /// many did.
+    fn scores(
+        &self,
+        model: &Model,
+        analysis: &Analysis,
+        prunable: &[usize],
+        ctx: &PassContext,
+        report: &mut PassReport,
+    ) -> Result<Vec<Vec<f64>>, PassError> {
+        let importance = self.params.importance;
+        let measured: HashMap<usize, Vec<f64>> = match importance {
+            Importance::Activation => self.activation_scores(model, analysis, prunable, ctx)?,
+            Importance::OutputError => self.output_error_scores(model, analysis, prunable, ctx)?,
+            _ => HashMap::new(),
+        };
+        let mut fallback = 0;
+        let scores = prunable
+            .iter()
+            .map(|&gi| {
+                let group = &analysis.groups[gi];
+                let effects = match importance {
+                    Importance::Activation | Importance::OutputError => {
+                        let mut slots: Vec<usize> = group.slots.iter().copied().filter(|s| measured.contains_key(s)).collect();
+                        slots.dedup();
+                        let found: Vec<(usize, Vec<f64>)> = slots.into_iter().map(|s| (s, measured[&s].clone())).collect();
+                        if found.is_empty() {
+                            fallback += 1;
+                            effect_scores(model, analysis, group, Importance::L2)
+                        } else {
+                            normalized(found)
+                        }
+                    }
+                    _ => effect_scores(model, analysis, group, importance),
+                };
+                channel_scores(group, &effects)
+            })
+            .collect();
+        if fallback > 0 {
+            report.notes.push(format!(
+                "{fallback} groups have no reader the {importance:?} importance can measure: scored by the L2 norm of their weights"
+            ));
+        }
+        Ok(scores)
+    }
+
+    /// Per slot read by a layer of the prunable groups: the mean `|x|` of each index along the
+    /// slot's axis, streamed over the calibration data.
+    fn activation_scores(
+        &self,
+        model: &Model,
+        analysis: &Analysis,
+        prunable: &[usize],
+        ctx: &PassContext,
+    ) -> Result<HashMap<usize, Vec<f64>>, PassError> {
+        let measure = ctx.require_measure("prune_channels with importance: activation")?;
+        let g = &model.graph;
+        let mut slots: Vec<usize> = prunable
+            .iter()
+            .flat_map(|&gi| analysis.groups[gi].effects.iter().filter(|(_, e)| matches!(e, Effect::Consumes { .. })).map(|(s, _)| *s))
+            .collect();
+        slots.sort();
+        slots.dedup();
+        let names: Vec<String> = slots.iter().map(|&s| g.value(analysis.slots[s].value).name.clone()).collect();
+        let mut sums: Vec<Vec<f64>> = vec![Vec::new(); slots.len()];
+        measure.log(&format!("prune_channels: streaming {} tensors for the channels' mean |activation|", slots.len()));
+        measure
+            .stream(model, &names, &mut |_, values| {
+                for ((sum, x), &s) in sums.iter_mut().zip(values).zip(&slots) {
+                    crate::linalg::accumulate_per_channel(sum, x, analysis.slots[s].axis, |v| v.abs() as f64)
+                        .map_err(|e| crate::measure::MeasureError(format!("{}: {e}", g.value(analysis.slots[s].value).name)))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| PassError::new(format!("prune_channels: {e}")))?;
+        Ok(slots.into_iter().zip(sums).filter(|(s, v)| v.len() == analysis.slots[*s].size).collect())
+    }
+
+    /// Per slot read by a Conv, Gemm or MatMul of the prunable groups (its weight the layer's
+    /// second input): the mean squared change of that layer's outputs when each index alone is
+    /// zeroed, measured on the calibration data. A slot read by several layers sums them.
+    fn output_error_scores(
+        &self,
+        model: &Model,
+        analysis: &Analysis,
+        prunable: &[usize],
+        ctx: &PassContext,
+    ) -> Result<HashMap<usize, Vec<f64>>, PassError> {
+        let measure = ctx.require_measure("prune_channels with importance: output_error")?;
+        let g = &model.graph;
+        let mut readers: Vec<(usize, NodeId, Vec<i64>, Vec<f32>)> = Vec::new();
+        let mut seen: HashSet<(usize, NodeId)> = HashSet::new();
+        for &gi in prunable {
+            for (s, e) in &analysis.groups[gi].effects {
+                let Effect::Consumes { node, weight, .. } = e else { continue };
+                let Some(n) = g.node(*node) else { continue };
+                if !matches!(n.op_type(), "Conv" | "Gemm" | "MatMul") || n.input(1) != Some(*weight) || !seen.insert((*s, *node)) {
+                    continue;
+                }
+                let Some(t) = g.constant(*weight) else { continue };
+                let Ok(values) = t.to_f32() else { continue };
+                readers.push((*s, *node, t.dims().to_vec(), values));
+            }
+        }
+        let layers: Vec<(NodeId, &[i64], &[f32])> = readers.iter().map(|(_, n, d, v)| (*n, d.as_slice(), v.as_slice())).collect();
+        let energies = crate::reconstruct::input_channel_output_energy(model, &layers, measure, self.params.reconstruct_rows)?;
+        let mut out: HashMap<usize, Vec<f64>> = HashMap::new();
+        for ((s, ..), energy) in readers.iter().zip(energies) {
+            let Ok(energy) = energy else { continue };
+            if energy.len() != analysis.slots[*s].size {
+                continue;
+            }
+            let sum = out.entry(*s).or_insert_with(|| vec![0.0; energy.len()]);
+            sum.iter_mut().zip(&energy).for_each(|(a, b)| *a += b);
+        }
+        Ok(out)
     }
 }
 
@@ -427,10 +568,12 @@ impl PruneChannels {
         model: &Model,
         analysis: &Analysis,
         prunable: &[usize],
+        scores: &[Vec<f64>],
         ctx: &PassContext,
         report: &mut PassReport,
     ) -> Result<Vec<f64>, PassError> {
-        use crate::sensitivity::{Candidate, allocate, measure_curves};
+        use crate::sensitivity::{Candidate, TableKey, allocate, load_or_measure};
+        use sha2::Digest;
         let p = &self.params;
         let measure = ctx.require_measure("prune_channels with scope: sensitivity")?;
         let g = &model.graph;
@@ -457,24 +600,37 @@ impl PruneChannels {
             .collect();
         let compress = |i: usize, ratio: f64| -> Result<Model, String> {
             let gi = prunable[i];
-            let chosen = self.choose(model, analysis, &analysis.groups[gi], ratio);
+            let chosen = self.choose(analysis, &analysis.groups[gi], &scores[i], ratio);
             let mut m = model.clone();
             let patch = removal_patch(model, analysis, &[(gi, chosen)], Replaced::new())?;
             patch.check(&m.graph).map_err(|e| e.0)?;
             patch.apply(&mut m.graph);
             Ok(m)
         };
-        measure.log(&format!("sensitivity: {} groups x {} ratios", candidates.len(), p.sensitivity_grid.len()));
-        let curves = measure_curves(&candidates, &p.sensitivity_grid, p.sensitivity_samples, measure, &compress)
-            .map_err(|e| PassError::new(format!("prune_channels: {e}")))?;
+        let samples = if p.sensitivity_samples == 0 { measure.samples() } else { p.sensitivity_samples.min(measure.samples()) };
+        let key = TableKey {
+            model: hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(model))),
+            data: measure.data_fingerprint(),
+            samples,
+            method: format!(
+                "prune_channels importance {} round_to {} min_channels {}",
+                serde_json::to_string(&p.importance).unwrap_or_default().trim_matches('"'),
+                p.round_to,
+                p.min_channels
+            ),
+            grid: p.sensitivity_grid.clone(),
+        };
+        let path = p.sensitivity_file.as_deref().map(|f| ctx.resolve(f));
+        let (table, reused) = load_or_measure(path.as_deref(), key, &candidates, measure, &compress, &mut report.notes)?;
+        let curves = &table.curves;
         let (ratios, predicted) =
-            allocate(&curves, p.ratio, false).map_err(|e| PassError::unsupported_model(format!("prune_channels: {e}")))?;
+            allocate(curves, p.ratio, false).map_err(|e| PassError::unsupported_model(format!("prune_channels: {e}")))?;
         let spread: Vec<String> = curves.iter().zip(&ratios).map(|(c, r)| format!("{} {:.0}%", c.layer, 100.0 * r)).collect();
         report.notes.push(format!(
-            "sensitivity: {} groups x {} ratios measured on {} calibration samples; ratios for {:.0}% of the {}: {} (predicted SQNR {predicted:.1} dB)",
+            "sensitivity: {} groups x {} ratios {} on {samples} calibration samples; ratios for {:.0}% of the {}: {} (predicted SQNR {predicted:.1} dB)",
             curves.len(),
             p.sensitivity_grid.len(),
-            if p.sensitivity_samples == 0 { measure.samples() } else { p.sensitivity_samples.min(measure.samples()) },
+            if reused { "reused from the saved table" } else { "measured" },
             100.0 * p.ratio,
             match p.target {
                 Target::Channels => "channels",
@@ -482,6 +638,10 @@ impl PruneChannels {
             },
             spread.join(", ")
         ));
+        if let Some(path) = &path {
+            table.save(path, &ratios).map_err(PassError::new)?;
+            report.notes.push(format!("sensitivity table written to {} (with .csv and .svg)", path.display()));
+        }
         Ok(ratios)
     }
 }
@@ -626,13 +786,14 @@ impl Pass for PruneChannels {
                 prunable.push(gi);
             }
         }
+        let scores = self.scores(model, &analysis, &prunable, ctx, &mut report)?;
         let ratios = match p.scope {
-            Scope::Sensitivity if !prunable.is_empty() => self.allocate(model, &analysis, &prunable, ctx, &mut report)?,
+            Scope::Sensitivity if !prunable.is_empty() => self.allocate(model, &analysis, &prunable, &scores, ctx, &mut report)?,
             _ => vec![p.ratio; prunable.len()],
         };
         let mut pruned: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (&gi, &ratio) in prunable.iter().zip(&ratios) {
-            let chosen = self.choose(model, &analysis, &analysis.groups[gi], ratio);
+        for ((&gi, &ratio), scores) in prunable.iter().zip(&ratios).zip(&scores) {
+            let chosen = self.choose(&analysis, &analysis.groups[gi], scores, ratio);
             if !chosen.is_empty() {
                 pruned.push((gi, chosen));
             }
@@ -657,6 +818,18 @@ impl Pass for PruneChannels {
                 layers
             ));
         }
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for (gi, _) in &pruned {
+            for k in analysis.block_kinds(&model.graph, *gi) {
+                *kinds.entry(k).or_insert(0) += 1;
+            }
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        report.notes.push(format!(
+            "{} groups pruned{}",
+            pruned.len(),
+            if kinds.is_empty() { String::new() } else { format!(", through: {}", kinds.join(", ")) }
+        ));
         patch.apply(&mut model.graph);
         Ok(report)
     }

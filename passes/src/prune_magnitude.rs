@@ -320,7 +320,7 @@ impl PruneMagnitude {
         measure
             .stream(model, &names, &mut |_, values| {
                 for ((l, sum), x) in layers.iter().zip(sums.iter_mut()).zip(values) {
-                    accumulate_channel_energy(sum, x, l.input_axis)
+                    crate::linalg::accumulate_per_channel(sum, x, l.input_axis, |v| (v as f64) * (v as f64))
                         .map_err(|e| crate::measure::MeasureError(format!("{}: {e}", l.label)))?;
                 }
                 Ok(())
@@ -388,7 +388,7 @@ impl PruneMagnitude {
         ctx: &PassContext<'_>,
         notes: &mut Vec<String>,
     ) -> Result<Vec<f64>, PassError> {
-        use crate::sensitivity::{self, Candidate, Table, TableKey};
+        use crate::sensitivity::{self, Candidate, TableKey};
         use sha2::Digest;
         let p = &self.params;
         let measure = ctx.require_measure("prune_magnitude with scope: sensitivity")?;
@@ -407,45 +407,22 @@ impl PruneMagnitude {
         let candidates: Vec<Candidate> =
             free.iter().map(|&i| Candidate { layer: layers[i].label.clone(), weights: layers[i].values.len() }).collect();
         let path = p.sensitivity_file.as_deref().map(|f| ctx.resolve(f));
-        let saved = match &path {
-            Some(path) => match Table::load(path, &key, &candidates).map_err(PassError::unsupported_model)? {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    notes.push(why);
-                    None
-                }
-            },
-            None => None,
+        let compress = |k: usize, s: f64| -> Result<Model, String> {
+            let i = free[k];
+            let l = &layers[i];
+            let action = match p.pattern {
+                Pattern::NOfM { n, m } => Action::NOfM(n, m),
+                Pattern::Unstructured => Action::share(l, s),
+            };
+            let mut candidate = model.clone();
+            let name = candidate.graph.value(l.weight).name.clone();
+            let mut patch = Patch::new("sensitivity probe");
+            patch.replace_constant(l.weight, Tensor::from_f32(&name, &l.dims, &pruned(l, &scores[i], action)?), l.node);
+            patch.check(&candidate.graph).map_err(|e| e.0)?;
+            patch.apply(&mut candidate.graph);
+            Ok(candidate)
         };
-        let reused = saved.is_some();
-        let table = match saved {
-            Some(t) => t,
-            None => {
-                measure.log(&format!(
-                    "prune_magnitude: sensitivity of {} layers at {} sparsities on {samples} samples",
-                    free.len(),
-                    grid.len()
-                ));
-                let compress = |k: usize, s: f64| -> Result<Model, String> {
-                    let i = free[k];
-                    let l = &layers[i];
-                    let action = match p.pattern {
-                        Pattern::NOfM { n, m } => Action::NOfM(n, m),
-                        Pattern::Unstructured => Action::share(l, s),
-                    };
-                    let mut candidate = model.clone();
-                    let name = candidate.graph.value(l.weight).name.clone();
-                    let mut patch = Patch::new("sensitivity probe");
-                    patch.replace_constant(l.weight, Tensor::from_f32(&name, &l.dims, &pruned(l, &scores[i], action)?), l.node);
-                    patch.check(&candidate.graph).map_err(|e| e.0)?;
-                    patch.apply(&mut candidate.graph);
-                    Ok(candidate)
-                };
-                let curves = sensitivity::measure_curves(&candidates, &grid, samples, measure, &compress)
-                    .map_err(|e| PassError::new(format!("prune_magnitude sensitivity: {e}")))?;
-                Table::new(key, curves)
-            }
-        };
+        let (table, reused) = sensitivity::load_or_measure(path.as_deref(), key, &candidates, measure, &compress, notes)?;
         let (chosen, predicted) = sensitivity::allocate(&table.curves, p.sparsity, whole)
             .map_err(|e| PassError::unsupported_model(format!("prune_magnitude: {e}")))?;
         let uniform = match p.pattern {
@@ -468,20 +445,6 @@ impl PruneMagnitude {
         }
         Ok(chosen)
     }
-}
-
-/// Adds the energy (sum of squares) of each channel along `axis` of `x` to `sum`.
-fn accumulate_channel_energy(sum: &mut Vec<f64>, x: &ndarray::ArrayD<f32>, axis: usize) -> Result<(), String> {
-    let channels = *x.shape().get(axis).ok_or_else(|| format!("an input of shape {:?} has no axis {axis}", x.shape()))?;
-    if sum.is_empty() {
-        sum.resize(channels, 0.0);
-    } else if sum.len() != channels {
-        return Err(format!("input channels changed from {} to {channels} between samples", sum.len()));
-    }
-    for (c, lane) in x.axis_iter(ndarray::Axis(axis)).enumerate() {
-        sum[c] += lane.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-    }
-    Ok(())
 }
 
 /// Wanda's `|w|·‖x_j‖`, `j` the input channel each weight reads (the group's offset added for

@@ -50,7 +50,7 @@ pub struct Refit {
 enum Layout {
     /// Conv `[C_out, C_in/g, k...]`: row `o` is contiguous, `C_in/g·k` inputs of group
     /// `o / (C_out/g)`; the tap yields the `C_in·k` unfolded channels.
-    Conv { c_out: usize, width: usize, groups: usize },
+    Conv { c_out: usize, width: usize, groups: usize, kernel: usize },
     /// Gemm/MatMul weight `[K, N]` (`trans`: `[N, K]`): `N` rows of `K` inputs; `trans_a`: the
     /// input is `[K, M]`.
     Dense { k: usize, n: usize, trans_b: bool, trans_a: bool },
@@ -60,6 +60,13 @@ impl Layout {
     fn groups(&self) -> usize {
         match self {
             Layout::Conv { groups, .. } => *groups,
+            Layout::Dense { .. } => 1,
+        }
+    }
+    /// Columns of one input channel in a row: a Conv's kernel positions, one feature otherwise.
+    fn per_channel(&self) -> usize {
+        match self {
+            Layout::Conv { kernel, .. } => *kernel,
             Layout::Dense { .. } => 1,
         }
     }
@@ -97,13 +104,13 @@ impl Layout {
     }
 }
 
-fn layout_of(model: &Model, p: &Pruned<'_>) -> Result<Layout, String> {
-    let n = model.graph.node(p.node).ok_or("removed")?;
-    let d: Vec<usize> = p.dims.iter().map(|&d| d as usize).collect();
+fn layout_of(model: &Model, node: NodeId, dims: &[i64]) -> Result<Layout, String> {
+    let n = model.graph.node(node).ok_or("removed")?;
+    let d: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
     match n.op_type() {
         "Conv" if d.len() >= 3 => {
             let groups = n.attr_int("group").unwrap_or(1).max(1) as usize;
-            Ok(Layout::Conv { c_out: d[0], width: d[1..].iter().product(), groups })
+            Ok(Layout::Conv { c_out: d[0], width: d[1..].iter().product(), groups, kernel: d[2..].iter().product() })
         }
         "Gemm" if d.len() == 2 => {
             let trans_b = n.attr_int("transB").unwrap_or(0) != 0;
@@ -111,7 +118,7 @@ fn layout_of(model: &Model, p: &Pruned<'_>) -> Result<Layout, String> {
             Ok(Layout::Dense { k, n: nn, trans_b, trans_a: n.attr_int("transA").unwrap_or(0) != 0 })
         }
         "MatMul" if d.len() == 2 => Ok(Layout::Dense { k: d[0], n: d[1], trans_b: false, trans_a: false }),
-        op => Err(format!("reconstruction handles Conv, Gemm and 2-D MatMul weights, not {op} {:?}", p.dims)),
+        op => Err(format!("reconstruction handles Conv, Gemm and 2-D MatMul weights, not {op} {dims:?}")),
     }
 }
 
@@ -133,29 +140,34 @@ fn unfolding_tap(patch: &mut Patch, conv: &whittle_graph::Node, input: Wire, c_i
     patch.add_op(spec, vec![input, w], conv.order)
 }
 
-/// Refits every layer of `layers` (module documentation). One answer per layer: the refit, or
-/// why it was not made.
-pub fn refit(
+/// Streams the input rows of every layer of `layers` (node and weight dims) with a known
+/// layout: a Conv's unfolded patches (through an [`unfolding_tap`] beside it), a Gemm's or
+/// MatMul's feature vectors, at most `max_rows` rows of each sample, evenly spaced. Each sample's
+/// rows go to `add(layout, accumulator, rows)` with the layer's accumulator (`init(layout)`;
+/// layers run in parallel). Returns per layer its accumulator and the rows seen, or why it has
+/// no layout.
+fn stream_input_rows<A: Send>(
     model: &Model,
-    layers: &[Pruned<'_>],
+    layers: &[(NodeId, &[i64])],
     measure: &dyn Measure,
-    ridge: f64,
     max_rows: usize,
-) -> Result<Vec<Result<Refit, String>>, PassError> {
-    let layouts: Vec<Result<Layout, String>> = layers.iter().map(|p| layout_of(model, p)).collect();
+    init: &dyn Fn(&Layout) -> A,
+    add: &(dyn Fn(&Layout, &mut A, &DMatrix<f64>) -> Result<(), MeasureError> + Sync),
+) -> Result<Vec<Result<(Layout, A, usize), String>>, PassError> {
+    let layouts: Vec<Result<Layout, String>> = layers.iter().map(|&(node, dims)| layout_of(model, node, dims)).collect();
     // The tapped model: a one-hot unfolding Conv beside each Conv layer.
     let mut tapped = model.clone();
     let mut patch = Patch::new("reconstruction taps");
     let g = &model.graph;
     let mut taps = Vec::new();
-    for (p, layout) in layers.iter().zip(&layouts) {
-        let n = g.node(p.node).expect("planned");
+    for (&(node, dims), layout) in layers.iter().zip(&layouts) {
+        let n = g.node(node).expect("planned");
         match layout {
             Ok(Layout::Conv { .. }) => {
                 let input = n.input(0).expect("a Conv has an input");
-                let c_in = p.dims[1] as usize * n.attr_int("group").unwrap_or(1).max(1) as usize;
-                let name = g.fresh_name(&format!("{}_reconstruct_tap", g.node_label(p.node)));
-                taps.push(Some(unfolding_tap(&mut patch, n, Wire::Value(input), c_in, &p.dims[2..], &name)));
+                let c_in = dims[1] as usize * n.attr_int("group").unwrap_or(1).max(1) as usize;
+                let name = g.fresh_name(&format!("{}_reconstruct_tap", g.node_label(node)));
+                taps.push(Some(unfolding_tap(&mut patch, n, Wire::Value(input), c_in, &dims[2..], &name)));
             }
             _ => taps.push(None),
         }
@@ -164,7 +176,7 @@ pub fn refit(
     let added = patch.apply(&mut tapped.graph);
     // The value streamed per layer: its tap's output (Conv) or its data input (Gemm, MatMul).
     let mut names = Vec::new();
-    for ((p, layout), tap) in layers.iter().zip(&layouts).zip(&taps) {
+    for ((&(node, _), layout), tap) in layers.iter().zip(&layouts).zip(&taps) {
         if layout.is_err() {
             continue;
         }
@@ -174,26 +186,20 @@ pub fn refit(
                 tapped.graph.value_mut(out).dtype = Some(DataType::Float);
                 tapped.graph.value(out).name.clone()
             }
-            None => g.value(g.node(p.node).and_then(|n| n.input(0)).expect("a data input")).name.clone(),
+            None => g.value(g.node(node).and_then(|n| n.input(0)).expect("a data input")).name.clone(),
         };
         names.push(name);
     }
     let active: Vec<usize> = (0..layers.len()).filter(|&i| layouts[i].is_ok()).collect();
     let mut rows_seen = vec![0usize; active.len()];
-    let mut grams: Vec<Vec<DMatrix<f64>>> = active
-        .iter()
-        .map(|&i| {
-            let l = layouts[i].as_ref().expect("active");
-            vec![DMatrix::zeros(l.width(), l.width()); l.groups()]
-        })
-        .collect();
+    let mut accs: Vec<A> = active.iter().map(|&i| init(layouts[i].as_ref().expect("active"))).collect();
     if !active.is_empty() {
         measure.log(&format!("reconstruction: streaming the inputs of {} layers", active.len()));
         measure
             .stream(&tapped, &names, &mut |_, values| {
                 use rayon::prelude::*;
-                grams.par_iter_mut().zip(rows_seen.par_iter_mut()).zip(active.par_iter()).zip(values.par_iter()).try_for_each(
-                    |(((gram, seen), &i), x)| {
+                accs.par_iter_mut().zip(rows_seen.par_iter_mut()).zip(active.par_iter()).zip(values.par_iter()).try_for_each(
+                    |(((acc, seen), &i), x)| {
                         let layout = layouts[i].as_ref().expect("active");
                         let positions = |rows: usize| rows.div_ceil(max_rows.max(1));
                         let rows = match layout {
@@ -206,32 +212,56 @@ pub fn refit(
                                 feature_rows(x, *trans_a, positions(count))?
                             }
                         };
-                        let width = layout.width();
-                        if rows.ncols() != width * layout.groups() {
+                        if rows.ncols() != layout.width() * layout.groups() {
                             return Err(MeasureError(format!(
                                 "{} input columns, the weight reads {}",
                                 rows.ncols(),
-                                width * layout.groups()
+                                layout.width() * layout.groups()
                             )));
                         }
                         *seen += rows.nrows();
-                        for (gi, gm) in gram.iter_mut().enumerate() {
-                            let block = rows.columns(gi * width, width);
-                            gm.gemm_tr(1.0, &block, &block, 1.0);
-                        }
-                        Ok(())
+                        add(layout, acc, &rows)
                     },
                 )
             })
             .map_err(|e| PassError::new(format!("reconstruction: {e}")))?;
     }
-    let mut grams = grams.into_iter().zip(rows_seen);
+    let mut streamed = accs.into_iter().zip(rows_seen);
     Ok(layouts
-        .iter()
+        .into_iter()
+        .map(|layout| {
+            let layout = layout?;
+            let (acc, rows) = streamed.next().expect("one accumulator per active layer");
+            Ok((layout, acc, rows))
+        })
+        .collect())
+}
+
+/// Refits every layer of `layers` (module documentation). One answer per layer: the refit, or
+/// why it was not made.
+pub fn refit(
+    model: &Model,
+    layers: &[Pruned<'_>],
+    measure: &dyn Measure,
+    ridge: f64,
+    max_rows: usize,
+) -> Result<Vec<Result<Refit, String>>, PassError> {
+    let nodes: Vec<(NodeId, &[i64])> = layers.iter().map(|p| (p.node, p.dims)).collect();
+    let init = |l: &Layout| vec![DMatrix::<f64>::zeros(l.width(), l.width()); l.groups()];
+    let add = |l: &Layout, grams: &mut Vec<DMatrix<f64>>, rows: &DMatrix<f64>| {
+        let width = l.width();
+        for (gi, gm) in grams.iter_mut().enumerate() {
+            let block = rows.columns(gi * width, width);
+            gm.gemm_tr(1.0, &block, &block, 1.0);
+        }
+        Ok(())
+    };
+    let streamed = stream_input_rows(model, &nodes, measure, max_rows, &init, &add)?;
+    Ok(streamed
+        .into_iter()
         .zip(layers)
-        .map(|(layout, p)| {
-            let layout = layout.as_ref().map_err(Clone::clone)?;
-            let (gram, rows) = grams.next().expect("one Gram per active layer");
+        .map(|(answer, p)| {
+            let (layout, gram, rows) = answer?;
             // Fewer rows than a few per unknown fit the calibration samples, not the layer.
             if rows < MIN_ROWS_PER_INPUT * layout.width() {
                 return Err(format!(
@@ -239,7 +269,54 @@ pub fn refit(
                     layout.width()
                 ));
             }
-            solve(layout, p, &gram, ridge)
+            solve(&layout, p, &gram, ridge)
+        })
+        .collect())
+}
+
+/// For every layer of `layers` (node, weight dims and values): per input channel (a Conv's input
+/// channel, a Gemm's or MatMul's input feature), the mean squared change of the layer's outputs
+/// when that input alone is zeroed, per input row: `Σ_o w_{o,c}ᵀ G_c w_{o,c} / rows`, where
+/// `w_{o,c}` is output `o`'s kernel over channel `c` and `G_c` the Gram matrix of channel `c`'s
+/// input patches (the layer's own pads, strides and dilations), streamed from the calibration
+/// data. Exact on those samples (up to the `max_rows` subsampling), not a norm of the weights.
+pub fn input_channel_output_energy(
+    model: &Model,
+    layers: &[(NodeId, &[i64], &[f32])],
+    measure: &dyn Measure,
+    max_rows: usize,
+) -> Result<Vec<Result<Vec<f64>, String>>, PassError> {
+    let nodes: Vec<(NodeId, &[i64])> = layers.iter().map(|&(n, d, _)| (n, d)).collect();
+    // One k×k Gram per input channel, k its columns in a row (kernel positions, or one feature).
+    let init = |l: &Layout| vec![DMatrix::<f64>::zeros(l.per_channel(), l.per_channel()); l.width() * l.groups() / l.per_channel()];
+    let add = |l: &Layout, grams: &mut Vec<DMatrix<f64>>, rows: &DMatrix<f64>| {
+        let k = l.per_channel();
+        for (c, gm) in grams.iter_mut().enumerate() {
+            let block = rows.columns(c * k, k);
+            gm.gemm_tr(1.0, &block, &block, 1.0);
+        }
+        Ok(())
+    };
+    let streamed = stream_input_rows(model, &nodes, measure, max_rows, &init, &add)?;
+    Ok(streamed
+        .into_iter()
+        .zip(layers)
+        .map(|(answer, &(_, _, weights))| {
+            let (layout, grams, rows) = answer?;
+            if rows == 0 {
+                return Err("no input rows were measured".to_string());
+            }
+            let k = layout.per_channel();
+            let per_group = grams.len() / layout.groups().max(1);
+            let mut energy = vec![0f64; grams.len()];
+            for o in 0..layout.rows() {
+                let first = layout.group_of(o) * per_group;
+                for local in 0..per_group {
+                    let w = DMatrix::from_fn(k, 1, |q, _| weights[layout.element(o, local * k + q)] as f64);
+                    energy[first + local] += (w.transpose() * &grams[first + local] * &w)[(0, 0)];
+                }
+            }
+            Ok(energy.into_iter().map(|e| e / rows as f64).collect())
         })
         .collect())
 }
@@ -403,12 +480,9 @@ pub fn refit_readers(
     let g = &model.graph;
     let layouts: Vec<Result<Layout, String>> = readers
         .iter()
-        .map(|r| {
-            let p = Pruned { node: r.node, dims: r.dims, original: r.original, pruned: r.original };
-            match layout_of(model, &p)? {
-                Layout::Conv { groups, .. } if groups > 1 => Err("a grouped convolution".to_string()),
-                l => Ok(l),
-            }
+        .map(|r| match layout_of(model, r.node, r.dims)? {
+            Layout::Conv { groups, .. } if groups > 1 => Err("a grouped convolution".to_string()),
+            l => Ok(l),
         })
         .collect();
     // Per reader: the streamed value in the original and in the candidate copy.

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use whittle_graph::Model;
 
 use crate::measure::{Measure, MeasureError};
+use crate::pass::PassError;
 
 const VERSION: u32 = 1;
 
@@ -108,6 +109,31 @@ pub fn measure_curves(
             Ok(Curve { layer: layer.layer.clone(), weights: layer.weights, points })
         })
         .collect()
+}
+
+/// The table saved at `path` when it was measured with `key` on exactly `layers` (reused: no
+/// model runs), else measured with [`measure_curves`]. Returns the table and whether it was
+/// reused; a saved table that does not match goes to `notes` with the reason. The caller saves
+/// the table once it has chosen ([`Table::save`]).
+pub fn load_or_measure(
+    path: Option<&Path>,
+    key: TableKey,
+    layers: &[Candidate],
+    measure: &dyn Measure,
+    compress: &(dyn Fn(usize, f64) -> Result<Model, String> + Sync),
+    notes: &mut Vec<String>,
+) -> Result<(Table, bool), PassError> {
+    if let Some(path) = path {
+        // An unreadable or foreign file is the user's to fix (invalid input, not a failed run).
+        match Table::load(path, &key, layers).map_err(PassError::unsupported_model)? {
+            Ok(table) => return Ok((table, true)),
+            Err(why) => notes.push(why),
+        }
+    }
+    measure.log(&format!("sensitivity: {} layers x {} points on {} calibration samples", layers.len(), key.grid.len(), key.samples));
+    let curves =
+        measure_curves(layers, &key.grid, key.samples, measure, compress).map_err(|e| PassError::new(format!("sensitivity: {e}")))?;
+    Ok((Table::new(key, curves), false))
 }
 
 impl Table {

@@ -9,7 +9,8 @@
 //! - [`report`]: the JSON report (schema in `docs/report-schema.md`) and the terminal summary;
 //! - [`fingerprint`]: what an output depends on, for up-to-date checks;
 //! - [`memory`]: the memory a run will need, and the limit it is held to;
-//! - [`run_pipeline`]: all of the above as one call, usable without the CLI.
+//! - [`run_pipeline`]: all of the above as one call, usable without the CLI;
+//! - [`sweep`]: one pipeline at a series of values of a key (a pruning ratio), one table.
 //!
 //! ```no_run
 //! use whittle_runner::{Overrides, Pipeline, RunOptions, run_pipeline};
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod report;
 pub mod run;
+pub mod sweep;
 pub mod verify;
 
 pub use pipeline::{Overrides, Pipeline, PipelineError};

@@ -21,7 +21,7 @@ pub fn run(args: &Args) -> CliResult {
     super::infer(&mut model, &args.target.model, &args.target.inputs)?;
     let opset = model.opset("").unwrap_or(1);
     let analysis = analyze(&model.graph, opset).map_err(|e| CliError::invalid(anyhow::anyhow!("{}: {e}", args.target.model.display())))?;
-    let mut out = summary(&analysis);
+    let mut out = summary(&analysis, &model.graph);
     if !args.summary {
         out.push('\n');
         out.push_str(&analysis.describe_all(&model.graph));
@@ -31,7 +31,7 @@ pub fn run(args: &Args) -> CliResult {
 }
 
 /// `N groups: P prunable (C channels), D declined, F fixed` and the declined ones by reason.
-pub fn summary(analysis: &whittle_passes::channel_groups::Analysis) -> String {
+pub fn summary(analysis: &whittle_passes::channel_groups::Analysis, graph: &whittle_graph::Graph) -> String {
     let groups = &analysis.groups;
     let prunable: Vec<_> = groups.iter().filter(|g| g.removable() > 0).collect();
     let declined: Vec<_> = groups.iter().filter(|g| !g.declined.is_empty()).collect();
@@ -56,6 +56,19 @@ pub fn summary(analysis: &whittle_passes::channel_groups::Analysis) -> String {
     }
     for (reason, n) in reasons {
         s.push_str(&format!("  declined x{n}: {reason}\n"));
+    }
+    // What the prunable groups run through (a group can count under several kinds).
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        if g.removable() > 0 {
+            for k in analysis.block_kinds(graph, i) {
+                *kinds.entry(k).or_insert(0) += 1;
+            }
+        }
+    }
+    if !kinds.is_empty() {
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!("  prunable groups through: {}\n", list.join(", ")));
     }
     s
 }

@@ -7,6 +7,7 @@ pub mod groups;
 pub mod inspect;
 pub mod passes;
 pub mod run;
+pub mod sweep;
 
 use std::path::Path;
 
