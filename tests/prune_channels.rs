@@ -159,6 +159,53 @@ fn removing_channels_of_zero_weights_leaves_the_outputs_unchanged() {
     assert!(outs.iter().all(|(a, b)| a.shape() == b.shape()));
 }
 
+/// x[1,4,8,8] -> conv_a (8; filters 0 and 4 zero) -> Relu -> Slice of channels 2..7 -> conv_b
+/// (5 -> 4; its input 2, conv_a's channel 4, zero) -> y. Slice bounds as inputs (opset 13) or
+/// attributes (opset 9).
+fn sliced(opset: i64) -> Model {
+    let mut b = GraphBuilder::new(opset);
+    let x = b.input("x", DataType::Float, &[1, 4, 8, 8]);
+    let (wa, ba) = (weight(&mut b, "wa", &[8, 4, 3, 3], 51, &[0, 4], &[]), bias(&mut b, "ba", 8, 52, &[0, 4]));
+    let a = conv(&mut b, x, wa, ba, "conv_a", 1, 1);
+    let ra = b.node("Relu", &[a], &["relu_a"], vec![])[0];
+    let sl = if opset >= 10 {
+        let starts = b.constant("starts", Tensor::from_i64("starts", &[1], &[2]));
+        let ends = b.constant("ends", Tensor::from_i64("ends", &[1], &[7]));
+        let axes = b.constant("axes", Tensor::from_i64("axes", &[1], &[1]));
+        b.node("Slice", &[ra, starts, ends, axes], &["slice"], vec![])[0]
+    } else {
+        b.node("Slice", &[ra], &["slice"], vec![attr_ints("starts", &[2]), attr_ints("ends", &[7]), attr_ints("axes", &[1])])[0]
+    };
+    let (wb, bb) = (weight(&mut b, "wb", &[4, 5, 3, 3], 53, &[], &[2]), bias(&mut b, "bb", 4, 54, &[]));
+    let y = conv(&mut b, sl, wb, bb, "y", 1, 1);
+    b.output(y);
+    shaped(b.finish(), &[1, 4, 8, 8])
+}
+
+#[test]
+fn a_slice_along_the_channels_is_followed_and_its_bounds_rewritten() {
+    let m = sliced(13);
+    insta::assert_snapshot!(analyze(&m.graph, 13).unwrap().describe_all(&m.graph));
+    for opset in [13, 9] {
+        let model = sliced(opset);
+        let (after, report) = prune(&model, Params { ratio: 0.25, ..Params::default() }, &[1, 4, 8, 8]);
+        assert!(report.declined.is_empty(), "opset {opset}: {report:?}");
+        // Channel 0 (outside the range) and channel 4 (inside) went: the outputs are the same.
+        assert_same_outputs(&model, &after, ("x", &[1, 4, 8, 8]), 1e-5);
+        let g = &after.graph;
+        let dims = |name: &str| g.constant(g.value_by_name(name).unwrap()).unwrap().dims().to_vec();
+        assert_eq!((dims("wa"), dims("wb")), (vec![6, 4, 3, 3], vec![4, 4, 3, 3]), "opset {opset}");
+        let slice = g.node(g.value(g.value_by_name("slice").unwrap()).producer().unwrap()).unwrap();
+        let bounds = if opset >= 10 {
+            let c = |k: usize| g.constant(slice.input(k).unwrap()).unwrap().to_i64().unwrap()[0];
+            (c(1), c(2))
+        } else {
+            (slice.attr_ints("starts").unwrap()[0], slice.attr_ints("ends").unwrap()[0])
+        };
+        assert_eq!(bounds, (1, 5), "opset {opset}: kept 1,2,3,5,6,7 of which 2,3,5,6 in the range");
+    }
+}
+
 mod reconstructed {
     //! `reconstruct: true`: the layers reading pruned channels refit on the pruned model's inputs,
     //! chosen on calibration samples, judged on other samples.

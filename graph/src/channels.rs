@@ -30,7 +30,8 @@
 //! | `Transpose` | | moved to its new position |
 //! | `Reduce` | ReduceMean, ReduceSum, ReduceMax... | blocked on a reduced axis, else kept (moved when dims are dropped) |
 //! | `Normalize` | Softmax, LogSoftmax, LayerNormalization | blocked on the normalized axes, else kept |
-//! | `Blocked` | Shape, Size, Slice, Gather, and any op without a rule | cannot be followed, with the reason |
+//! | `Slice` | Slice | an axis it does not slice passes through; along a sliced axis (constant bounds, step 1) index `start + j` is output index `j`, indices outside the range are dropped |
+//! | `Blocked` | Shape, Size, Gather, and any op without a rule | cannot be followed, with the reason |
 
 use crate::ir::Node;
 
@@ -169,6 +170,8 @@ pub enum ChannelFlow {
     Concat,
     /// The inverse of Concat.
     Split,
+    /// Slice: an offset along a sliced axis, the rest dropped.
+    Slice,
     /// Reshape, Flatten, Squeeze, Unsqueeze: followed by the input and output dims.
     Reshape,
     /// Transpose: the axis moves.
@@ -206,7 +209,8 @@ pub fn channel_flow(node: &Node) -> ChannelFlow {
         | "ReduceLogSum" | "ReduceLogSumExp" => ChannelFlow::Reduce,
         "Softmax" | "LogSoftmax" | "LayerNormalization" => ChannelFlow::Normalize,
         "Shape" | "Size" => ChannelFlow::Blocked("it computes a shape"),
-        "Slice" | "Gather" => ChannelFlow::Blocked("it selects along an axis (not followed yet)"),
+        "Slice" => ChannelFlow::Slice,
+        "Gather" => ChannelFlow::Blocked("it selects along an axis (not followed yet)"),
         _ => ChannelFlow::Blocked("no channel rule for this op"),
     }
 }

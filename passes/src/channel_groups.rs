@@ -57,6 +57,9 @@ pub enum Effect {
     ReshapeTarget { node: NodeId, shape: ValueId, position: usize },
     /// A Split along the slot's axis: the sizes of its outputs are rewritten.
     SplitSizes { node: NodeId },
+    /// A Slice along the slot's axis (its input): the start and end on that axis are rewritten to
+    /// the kept indices before and inside the range.
+    SliceBounds { node: NodeId },
 }
 
 impl Effect {
@@ -67,7 +70,8 @@ impl Effect {
             | Effect::Param { node, .. }
             | Effect::Groups { node, .. }
             | Effect::ReshapeTarget { node, .. }
-            | Effect::SplitSizes { node } => *node,
+            | Effect::SplitSizes { node }
+            | Effect::SliceBounds { node } => *node,
         }
     }
 }
@@ -184,6 +188,52 @@ fn axis_of(axis: i64, rank: usize) -> Option<usize> {
     usize::try_from(a).ok().filter(|a| *a < rank)
 }
 
+/// One sliced axis of a Slice: `start..end` (normalized, clamped to the axis) by `step`, and the
+/// position of the axis in the op's `axes` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SliceAxis {
+    pub axis: usize,
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    pub position: usize,
+}
+
+/// The sliced axes of a Slice node with constant bounds (inputs from opset 10, attributes before).
+pub fn slice_bounds(g: &Graph, node: NodeId, opset: i64) -> Result<Vec<SliceAxis>, String> {
+    let n = g.node(node).ok_or("gone")?;
+    let x = n.input(0).ok_or("no input")?;
+    let d = dims(g, x).ok_or("unknown shapes")?;
+    let constant = |k: usize| -> Result<Option<Vec<i64>>, String> {
+        match n.input(k) {
+            None => Ok(None),
+            Some(v) => {
+                g.constant(v).and_then(|t| t.to_i64().ok()).map(Some).ok_or_else(|| "its bounds are computed at run time".to_string())
+            }
+        }
+    };
+    let (starts, ends, axes, steps) = if opset >= 10 {
+        (constant(1)?.ok_or("no starts")?, constant(2)?.ok_or("no ends")?, constant(3)?, constant(4)?)
+    } else {
+        let attr = |name: &str| n.attr_ints(name).map(|v| v.to_vec());
+        (attr("starts").ok_or("no starts")?, attr("ends").ok_or("no ends")?, attr("axes"), None)
+    };
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    if starts.len() != axes.len() || ends.len() != axes.len() {
+        return Err("its bounds and axes differ in length".into());
+    }
+    axes.iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let axis = axis_of(a, d.len()).ok_or("bad axis")?;
+            let size = d[axis];
+            let clamp = |v: i64| if v < 0 { (v + size).max(0) } else { v.min(size) };
+            let step = steps.as_ref().map_or(1, |s| s[i]);
+            Ok(SliceAxis { axis, start: clamp(starts[i]), end: clamp(ends[i]), step, position: i })
+        })
+        .collect()
+}
+
 /// The constant integers of a node's input, if it is a constant.
 fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
     g.constant(v?)?.to_i64().ok()
@@ -298,6 +348,7 @@ impl<'g> Builder<'g> {
             ChannelFlow::KeepWithParams(_) if n.op_type() == "PRelu" => self.broadcast(node, port, axis, s),
             ChannelFlow::Concat => self.concat(node, port, axis, s),
             ChannelFlow::Split if data_port => self.split(node, port, axis, s),
+            ChannelFlow::Slice if data_port => self.slice(node, port, axis, s),
             ChannelFlow::Reshape if data_port => self.reshape(node, port, axis, s),
             ChannelFlow::Keep
             | ChannelFlow::KeepWithParams(_)
@@ -645,6 +696,40 @@ impl<'g> Builder<'g> {
         Ok(())
     }
 
+    /// Slice: along a sliced axis with constant bounds and step 1, input index `start + j` is
+    /// output index `j`; other axes pass through.
+    fn slice(&mut self, node: NodeId, port: Port, axis: usize, s: usize) -> Result<(), String> {
+        let g = self.g;
+        let n = g.node(node).ok_or("gone")?;
+        let (x, y) = (n.input(0).ok_or("no input")?, n.output(0).ok_or("no output")?);
+        let bounds = slice_bounds(g, node, self.opset)?;
+        let Some(b) = bounds.iter().find(|b| b.axis == axis) else {
+            let other = match port {
+                Port::In(_) => y,
+                Port::Out(_) => x,
+            };
+            self.link(s, node, other, axis, Map::Same);
+            return Ok(());
+        };
+        if b.step != 1 {
+            return Err(format!("it slices the channels with step {}", b.step));
+        }
+        for k in 1..=2 {
+            if let Some(v) = n.input(k).filter(|_| self.opset >= 10)
+                && !is_exclusive_constant(g, v, node)
+            {
+                return Err("its bounds are not constants only it reads".into());
+            }
+        }
+        match port {
+            Port::In(_) => self.link(s, node, y, axis, Map::Offset(-b.start)),
+            Port::Out(_) => self.link(s, node, x, axis, Map::Offset(b.start)),
+        }
+        let xs = self.slot(x, axis)?;
+        self.effect(xs, Effect::SliceBounds { node });
+        Ok(())
+    }
+
     fn split_input_ok(&self, node: NodeId) -> Result<(), String> {
         match self.input(node, 1) {
             Some(v) if !is_exclusive_constant(self.g, v, node) => Err("its split sizes are not a constant only it reads".into()),
@@ -820,25 +905,33 @@ impl Builder<'_> {
 
 impl Analysis {
     /// The kinds of block a group's channels run through, for summaries: `residual` (an Add or
-    /// Sub of two tensors of the group), `concat` (a Concat or Split along the channels),
+    /// Sub of two tensors of the group), `concat/split/slice` (along the channels),
     /// `depthwise/grouped` (a grouped Conv), `squeeze-excitation` (a Mul of a `[N, C, 1, 1]`
     /// tensor of the group by a full-size one), `flatten into dense` (a Reshape or Flatten
     /// feeding a Gemm or MatMul).
     pub fn block_kinds(&self, g: &Graph, index: usize) -> BTreeSet<&'static str> {
         let group = &self.groups[index];
         let values: HashSet<ValueId> = group.slots.iter().map(|&s| self.slots[s].value).collect();
+        // Values computed from the graph's inputs (not a bias reshaped from a constant).
+        let mut data: HashSet<ValueId> = g.runtime_inputs().collect();
+        for n in g.topo_order().unwrap_or_default() {
+            let Some(node) = g.node(n) else { continue };
+            if node.inputs().iter().flatten().any(|i| data.contains(i)) {
+                data.extend(node.outputs().iter().flatten().copied());
+            }
+        }
         let spatial_ones =
             |v: ValueId| g.value(v).shape.as_ref().is_some_and(|s| s.rank() > 2 && s.0[2..].iter().all(|d| d.known() == Some(1)));
         let mut kinds = BTreeSet::new();
         for &v in &values {
             let Some(node) = g.value(v).producer().and_then(|n| g.node(n)) else { continue };
-            let inputs: Vec<ValueId> = node.inputs().iter().flatten().copied().filter(|i| values.contains(i)).collect();
+            let inputs: Vec<ValueId> = node.inputs().iter().flatten().copied().filter(|i| values.contains(i) && data.contains(i)).collect();
             match node.op_type() {
                 "Add" | "Sub" | "Sum" if inputs.len() >= 2 => {
                     kinds.insert("residual");
                 }
-                "Concat" | "Split" => {
-                    kinds.insert("concat");
+                "Concat" | "Split" | "Slice" => {
+                    kinds.insert("concat/split/slice");
                 }
                 "Mul" if inputs.len() == 2 && spatial_ones(inputs[0]) != spatial_ones(inputs[1]) => {
                     kinds.insert("squeeze-excitation");
@@ -888,6 +981,7 @@ impl Analysis {
                 }
                 Effect::ReshapeTarget { node, position, .. } => format!("  target shape of {}: entry {position}", label(*node)),
                 Effect::SplitSizes { node } => format!("  split sizes of {}", label(*node)),
+                Effect::SliceBounds { node } => format!("  slice bounds of {}", label(*node)),
             })
             .collect();
         lines.sort();

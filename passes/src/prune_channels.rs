@@ -689,6 +689,7 @@ fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize
     };
     let mut patch = Patch::new("prune channels");
     let mut splits: Vec<NodeId> = Vec::new();
+    let mut slices: Vec<(NodeId, usize)> = Vec::new();
     for (gi, _) in pruned {
         for (s, e) in &analysis.groups[*gi].effects {
             let k = &kept[s];
@@ -709,6 +710,7 @@ fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize
                     tensors.insert(*shape, (Tensor::from_i64(&name, &[target.len() as i64], &target), *node));
                 }
                 Effect::SplitSizes { node } => splits.push(*node),
+                Effect::SliceBounds { node } => slices.push((*node, *s)),
             }
         }
     }
@@ -742,6 +744,38 @@ fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize
                 patch.set_input(node, 1, Some(w));
             }
             None => patch.set_attr(node, whittle_graph::builder::attr_ints("split", &sizes)),
+        }
+    }
+    // A Slice along a pruned axis: its start and end count the kept indices before and inside
+    // the range.
+    let opset = model.opset("").unwrap_or(1);
+    for (node, s) in slices {
+        let axis = analysis.slots[s].axis;
+        let b = crate::channel_groups::slice_bounds(g, node, opset)?.into_iter().find(|b| b.axis == axis).ok_or("a Slice lost its axis")?;
+        let k = &kept[&s];
+        let start = k.iter().filter(|&&i| i < b.start).count() as i64;
+        let end = start + k.iter().filter(|&&i| i >= b.start && i < b.end).count() as i64;
+        let n = g.node(node).ok_or("gone")?;
+        if opset >= 10 {
+            for (input, value) in [(1, start), (2, end)] {
+                let v = n.input(input).ok_or("a Slice without bounds")?;
+                let t = tensors.get(&v).map(|(t, _)| t).or_else(|| g.constant(v)).ok_or("bounds that are not constant")?;
+                let mut values = t.to_i64().map_err(|e| e.to_string())?;
+                values[b.position] = value;
+                let (name, dims) = (g.value(v).name.clone(), t.dims().to_vec());
+                let t = if t.dtype() == whittle_graph::DataType::Int32 {
+                    Tensor::from_i32(&name, &dims, &values.iter().map(|&x| x as i32).collect::<Vec<_>>())
+                } else {
+                    Tensor::from_i64(&name, &dims, &values)
+                };
+                tensors.insert(v, (t, node));
+            }
+        } else {
+            for (attr, value) in [("starts", start), ("ends", end)] {
+                let mut values = n.attr_ints(attr).ok_or("a Slice without bounds")?.to_vec();
+                values[b.position] = value;
+                patch.set_attr(node, whittle_graph::builder::attr_ints(attr, &values));
+            }
         }
     }
     for (v, (t, owner)) in tensors {

@@ -140,6 +140,11 @@ fn unfolding_tap(patch: &mut Patch, conv: &whittle_graph::Node, input: Wire, c_i
     patch.add_op(spec, vec![input, w], conv.order)
 }
 
+/// Adds one sample's input rows of a layer to its accumulator.
+type RowSink<A> = dyn Fn(&Layout, &mut A, &DMatrix<f64>) -> Result<(), MeasureError> + Sync;
+/// A layer's layout, accumulator and rows seen, or why it has no layout.
+type Streamed<A> = Result<(Layout, A, usize), String>;
+
 /// Streams the input rows of every layer of `layers` (node and weight dims) with a known
 /// layout: a Conv's unfolded patches (through an [`unfolding_tap`] beside it), a Gemm's or
 /// MatMul's feature vectors, at most `max_rows` rows of each sample, evenly spaced. Each sample's
@@ -152,8 +157,8 @@ fn stream_input_rows<A: Send>(
     measure: &dyn Measure,
     max_rows: usize,
     init: &dyn Fn(&Layout) -> A,
-    add: &(dyn Fn(&Layout, &mut A, &DMatrix<f64>) -> Result<(), MeasureError> + Sync),
-) -> Result<Vec<Result<(Layout, A, usize), String>>, PassError> {
+    add: &RowSink<A>,
+) -> Result<Vec<Streamed<A>>, PassError> {
     let layouts: Vec<Result<Layout, String>> = layers.iter().map(|&(node, dims)| layout_of(model, node, dims)).collect();
     // The tapped model: a one-hot unfolding Conv beside each Conv layer.
     let mut tapped = model.clone();

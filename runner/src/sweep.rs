@@ -292,7 +292,7 @@ impl Sweep {
     /// A line chart against the swept value: the task metric, MACs ratio and tract latency ratio
     /// (with its interval as error bars) on the left axis (0 to 1.2), the SQNR on the right axis.
     pub fn svg(&self) -> String {
-        let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 60.0, 40.0, 50.0);
+        let (w, h, left, right, top, bottom) = (640.0, 420.0, 60.0, 60.0, 64.0, 48.0);
         let (pw, ph) = (w - left - right, h - top - bottom);
         let xs: Vec<f64> = self.points.iter().map(|p| p.value).collect();
         let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
@@ -331,11 +331,12 @@ impl Sweep {
             h - 10.0,
             esc(&self.key),
             left + 30.0,
-            top - 6.0,
+            top - 8.0,
             left + pw - 10.0,
-            top - 6.0
+            top - 8.0
         );
-        let series: [(&str, &str, Box<dyn Fn(&SweepPoint) -> Option<f64>>); 4] = [
+        type Series<'a> = (&'a str, &'a str, Box<dyn Fn(&SweepPoint) -> Option<f64>>);
+        let series: [Series; 4] = [
             ("#1f77b4", "metric", Box::new(|p: &SweepPoint| p.metric.as_ref().map(|m| m.1))),
             ("#2ca02c", "MACs ratio", Box::new(|p: &SweepPoint| p.macs_ratio)),
             ("#d62728", "latency ratio", Box::new(|p: &SweepPoint| p.latency.map(|l| l.0))),
@@ -352,7 +353,7 @@ impl Sweep {
                 let _ = writeln!(s, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>");
             }
             let label = if k == 0 { self.metric_name() } else { label.to_string() };
-            let (lx, ly) = (left + 10.0 + 150.0 * k as f64, h - 28.0);
+            let (lx, ly) = (left + 150.0 * k as f64, 38.0);
             let _ = writeln!(
                 s,
                 "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{ly}\">{}</text>",
