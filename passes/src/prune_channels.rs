@@ -316,6 +316,9 @@ impl PruneChannels {
         report: &mut PassReport,
     ) -> Result<Vec<Vec<f64>>, PassError> {
         let importance = self.params.importance;
+        if prunable.is_empty() {
+            return Ok(Vec::new());
+        }
         let measured: HashMap<usize, Vec<f64>> = match importance {
             Importance::Activation => self.activation_scores(model, analysis, prunable, ctx)?,
             Importance::OutputError => self.output_error_scores(model, analysis, prunable, ctx)?,
