@@ -32,17 +32,19 @@ fn quantized_ppocr_models_pass_the_checker_and_keep_their_task_metric_in_onnxrun
     let python = whittle_tests::peer_python();
     let dir = whittle_tests::repo_root().join("pipelines");
     let cases = [
-        ("ppocr_cls_int8.yaml", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "ocr_cls_eval.npz", vec![], ("acc_cand", 0.99)),
+        ("ppocr_cls_int8.yaml", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "ocr_cls_eval.npz", vec![], ("acc_cand", 0.99), 0.30),
         (
             "ppocr_det_int8.yaml",
             "ch_PP-OCRv4_det_infer.onnx",
             "ocr_det640_eval.npz",
             vec!["--mask-threshold", "0.3"],
             ("mask_iou@0.3", 0.96),
+            0.35,
         ),
-        ("ppocr_rec_int8.yaml", "ch_PP-OCRv4_rec_infer.onnx", "ocr_rec_eval.npz", vec!["--ctc"], ("ctc_acc_cand", 0.95)),
+        ("ppocr_rec_int8.yaml", "ch_PP-OCRv4_rec_infer.onnx", "ocr_rec_eval.npz", vec!["--ctc"], ("ctc_acc_cand", 0.95), 0.30),
     ];
-    for (name, model, eval, task, (metric, at_least)) in cases {
+    // The size ratios of issue 9's acceptance (the detector's without its fallback here).
+    for (name, model, eval, task, (metric, at_least), max_size) in cases {
         let tmp = tempfile::tempdir().unwrap();
         let yaml = std::fs::read_to_string(dir.join(name)).unwrap().replace("../../shared", &s(&shared));
         let yaml = if name.contains("det") { yaml.replace("fallback_rounds: 4", "fallback_rounds: 0") } else { yaml };
@@ -71,6 +73,6 @@ fn quantized_ppocr_models_pass_the_checker_and_keep_their_task_metric_in_onnxrun
         assert!(stdout.contains("\"checker\": \"pass\"") && stdout.contains("\"ort_load\": \"ok\""), "{name}: {stdout}");
         let last = stdout.lines().last().unwrap_or("");
         assert!(figure(last, metric) >= at_least, "{name}: {metric} below {at_least} in onnxruntime: {last}");
-        assert!(figure(last, "size_ratio") <= 0.40, "{name}: {last}");
+        assert!(figure(last, "size_ratio") <= max_size, "{name}: {last}");
     }
 }

@@ -346,3 +346,42 @@ fn per_channel_is_written_true_false_or_auto() {
     let e = parse(serde_json::json!("sometimes")).unwrap_err().to_string();
     assert!(e.contains("true, false or auto"), "{e}");
 }
+
+#[test]
+fn the_weight_only_fallback_keeps_every_weight_int8_and_takes_activations_back() {
+    use whittle_passes::quantize_static::FallbackKeep;
+    let mut model = layers();
+    infer_shapes(&mut model, &InferOptions { input_shapes: vec![("x".into(), vec![1, 2, 4, 4])] }).unwrap();
+    let data = random(&[1, 2, 4, 4], 4);
+    // A threshold no INT8 model meets: the fallback runs every round and keeps the best.
+    let spec = VerifySpec { min_sqnr_db: Some(500.0), ..VerifySpec::default() };
+    let measure =
+        TractMeasure::new(&data, vec![("x".into(), vec![1, 2, 4, 4])], &model, &spec, CompareOptions::default(), None, "d".into());
+    let run = |keep: FallbackKeep| {
+        let params = Params { method: Method::Minmax, fallback_rounds: 2, fallback_share: 0.4, fallback_keep: keep, ..Params::default() };
+        let mut after = model.clone();
+        let report = QuantizeStatic::new(params).run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
+        (after, report)
+    };
+    let g_of = |m: &Model, layer: &str| {
+        let g = &m.graph;
+        let n = g.node(g.value(g.value_by_name(layer).unwrap()).producer().unwrap()).unwrap();
+        let from_dq = |slot: usize| {
+            n.input(slot).and_then(|v| g.value(v).producer()).and_then(|p| g.node(p)).is_some_and(|p| p.is("DequantizeLinear"))
+        };
+        (from_dq(0), from_dq(1))
+    };
+    let (weights, report) = run(FallbackKeep::Weights);
+    let notes = format!("{:?} {:?}", report.notes, report.declined);
+    assert!(notes.contains("activations kept in float (weights int8)"), "{notes}");
+    let layers = ["c", "g", "y"];
+    assert!(layers.iter().all(|l| g_of(&weights, l).1), "every weight stays int8: {notes}");
+    assert!(layers.iter().any(|l| !g_of(&weights, l).0), "some layer reads float activations: {notes}");
+    let (float, _) = run(FallbackKeep::Float);
+    assert!(layers.iter().any(|l| !g_of(&float, l).1), "the float fallback takes weights back too");
+    let size = |m: &Model| whittle_graph::encode_for_runtime(m).len();
+    assert!(size(&weights) < size(&float), "{} bytes against {}", size(&weights), size(&float));
+    // Computed as written: tract runs it.
+    let sqnr = measure.fidelity(&weights).unwrap().min_sqnr_db;
+    assert!(sqnr > 25.0, "{sqnr:.1} dB");
+}

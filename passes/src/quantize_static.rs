@@ -66,6 +66,9 @@ pub struct Params {
     pub fallback_rounds: usize,
     /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
     pub fallback_share: f64,
+    /// What a node the fallback takes back keeps: `float` (all of it), or `weights` (its weights
+    /// stay int8 behind a DequantizeLinear, only its activations return to float: no size cost).
+    pub fallback_keep: FallbackKeep,
     /// How the fallback ranks nodes: `measured` (each node kept float alone, fidelity measured on
     /// the calibration data, gain per kB of float weights) or `predicted` (histogram SQNR, no run).
     pub fallback_ranking: Ranking,
@@ -89,6 +92,7 @@ impl Default for Params {
             statistics: None,
             fallback_rounds: 0,
             fallback_share: 0.05,
+            fallback_keep: FallbackKeep::Float,
             fallback_ranking: Ranking::Measured,
         }
     }
@@ -133,6 +137,16 @@ impl<'de> Deserialize<'de> for Granularity {
     }
 }
 
+/// What a node taken back by the accuracy fallback keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackKeep {
+    /// The whole node in float.
+    Float,
+    /// Int8 weights (weight-only), float activations and compute.
+    Weights,
+}
+
 /// How the accuracy fallback ranks quantized nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -169,6 +183,7 @@ impl PassDef for QuantizeStatic {
         ("statistics", "path", "calibration statistics file: reused for the same model and data, else written"),
         ("fallback_rounds", "int", "rounds of accuracy-aware float fallback (0: off)"),
         ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
+        ("fallback_keep", "float|weights", "what a node taken back keeps: all float, or its int8 weights (weight-only: no size cost)"),
         ("fallback_ranking", "measured|predicted", "rank by measured fidelity gain per kB, or by predicted SQNR"),
     ];
     fn new(params: Params) -> Self {
@@ -187,6 +202,14 @@ impl QuantizeStatic {
         }
     }
 
+    /// How the report calls what the fallback does to a node.
+    fn kept_what(&self) -> &'static str {
+        match self.params.fallback_keep {
+            FallbackKeep::Float => "kept in float",
+            FallbackKeep::Weights => "activations kept in float (weights int8)",
+        }
+    }
+
     /// The quantization plan with `float_nodes` kept float and `per_tensor` weights per tensor.
     fn plan(&self, g: &Graph, order: &[NodeId], float_nodes: &BTreeSet<NodeId>, per_tensor: &BTreeSet<NodeId>) -> Plan {
         let fuse = self.params.fuse_activations && !self.params.symmetric_activations;
@@ -197,6 +220,15 @@ impl QuantizeStatic {
                 && (self.params.activation_matmul || !activation_matmul(id))
         };
         let mut plan = plan::plan(g, order, &selected, fuse);
+        // Weight-only fallback: the node keeps its weights in int8 (apply_plan quantizes them;
+        // without an input point its bias stays float) and gets no activation point of its own.
+        if self.params.fallback_keep == FallbackKeep::Weights {
+            for &id in float_nodes {
+                if let Ok(Some(role @ Role::Weighted { .. })) = plan::role(g, id) {
+                    plan.nodes.insert(id, role);
+                }
+            }
+        }
         for (id, role) in plan.nodes.iter_mut() {
             if let Role::Weighted { axis, .. } = role
                 && per_tensor.contains(id)
@@ -347,7 +379,8 @@ impl Pass for QuantizeStatic {
                 let keep = keep.min(ranking.len());
                 let kept: Vec<String> = ranking.iter().take(keep).map(|(n, why)| format!("{} ({why})", g.node_label(*n))).collect();
                 notes.push(format!(
-                    "fallback round {round}: {keep} nodes kept in float: {}; on calibration data: {}",
+                    "fallback round {round}: {keep} nodes {}: {}; on calibration data: {}",
+                    self.kept_what(),
                     kept.join(", "),
                     fidelity.summary
                 ));
@@ -363,7 +396,7 @@ impl Pass for QuantizeStatic {
                         ranking
                             .iter()
                             .take(keep)
-                            .map(|(n, why)| (*n, format!("kept in float by the accuracy fallback (round {round}; {why})"))),
+                            .map(|(n, why)| (*n, format!("{} by the accuracy fallback (round {round}; {why})", self.kept_what()))),
                     );
                     (best, report) = (candidate, r);
                     (best_fidelity, best_round) = (fidelity.clone(), round);
@@ -460,17 +493,23 @@ impl QuantizeStatic {
             let (candidate, _) = self.build(float, &plan, stats, means);
             let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;
             let gain = f.min_sqnr_db - base_db;
-            let kb = g.node(id).map_or(0.0, |n| {
-                n.inputs()
-                    .iter()
-                    .flatten()
-                    .filter_map(|v| g.constant(*v))
-                    .filter(|t| t.dims().len() > 1)
-                    .map(|t| t.numel() as f64 * 3.0 / 1024.0)
-                    .sum()
-            });
+            let weight_only = self.params.fallback_keep == FallbackKeep::Weights;
+            let kb = if weight_only {
+                0.0
+            } else {
+                g.node(id).map_or(0.0, |n| {
+                    n.inputs()
+                        .iter()
+                        .flatten()
+                        .filter_map(|v| g.constant(*v))
+                        .filter(|t| t.dims().len() > 1)
+                        .map(|t| t.numel() as f64 * 3.0 / 1024.0)
+                        .sum()
+                })
+            };
+            let what = if weight_only { "with float activations (int8 weights)" } else { "when float" };
             if gain > 0.0 {
-                scored.push((id, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data when float, {kb:.1} kB more")));
+                scored.push((id, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data {what}, {kb:.1} kB more")));
             }
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
