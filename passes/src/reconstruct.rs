@@ -242,6 +242,15 @@ fn stream_input_rows<A: Send>(
         .collect())
 }
 
+/// Adds the Gram matrix of each block of `width` consecutive columns of `rows` to its matrix in
+/// `grams` (block `b`: columns `b·width ..`).
+fn add_block_grams(grams: &mut [DMatrix<f64>], rows: &DMatrix<f64>, width: usize) {
+    for (b, gm) in grams.iter_mut().enumerate() {
+        let block = rows.columns(b * width, width);
+        gm.gemm_tr(1.0, &block, &block, 1.0);
+    }
+}
+
 /// Refits every layer of `layers` (module documentation). One answer per layer: the refit, or
 /// why it was not made.
 pub fn refit(
@@ -252,13 +261,10 @@ pub fn refit(
     max_rows: usize,
 ) -> Result<Vec<Result<Refit, String>>, PassError> {
     let nodes: Vec<(NodeId, &[i64])> = layers.iter().map(|p| (p.node, p.dims)).collect();
+    // One Gram per group of the layer's inputs.
     let init = |l: &Layout| vec![DMatrix::<f64>::zeros(l.width(), l.width()); l.groups()];
     let add = |l: &Layout, grams: &mut Vec<DMatrix<f64>>, rows: &DMatrix<f64>| {
-        let width = l.width();
-        for (gi, gm) in grams.iter_mut().enumerate() {
-            let block = rows.columns(gi * width, width);
-            gm.gemm_tr(1.0, &block, &block, 1.0);
-        }
+        add_block_grams(grams, rows, l.width());
         Ok(())
     };
     let streamed = stream_input_rows(model, &nodes, measure, max_rows, &init, &add)?;
@@ -295,11 +301,7 @@ pub fn input_channel_output_energy(
     // One k×k Gram per input channel, k its columns in a row (kernel positions, or one feature).
     let init = |l: &Layout| vec![DMatrix::<f64>::zeros(l.per_channel(), l.per_channel()); l.width() * l.groups() / l.per_channel()];
     let add = |l: &Layout, grams: &mut Vec<DMatrix<f64>>, rows: &DMatrix<f64>| {
-        let k = l.per_channel();
-        for (c, gm) in grams.iter_mut().enumerate() {
-            let block = rows.columns(c * k, k);
-            gm.gemm_tr(1.0, &block, &block, 1.0);
-        }
+        add_block_grams(grams, rows, l.per_channel());
         Ok(())
     };
     let streamed = stream_input_rows(model, &nodes, measure, max_rows, &init, &add)?;

@@ -7,32 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use whittle_runner::report::render_text;
-use whittle_runner::{Overrides, Pipeline, PipelineError, RunError, RunOptions, RunStatus, run_pipeline};
+use whittle_runner::{Pipeline, RunError, RunOptions, RunStatus, run_pipeline};
 
 use crate::exit::{CliError, CliResult, ExitCode};
-use crate::input_dims::parse_input_dims;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The pipeline file (YAML; see docs/pipeline-format.md).
-    pipeline: PathBuf,
-    /// Use the pipeline as a recipe for this model: the file's inputs, data and export paths no
-    /// longer apply (give --input, --eval, --calibration, --out for it; docs/pipeline-format.md).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Override any key of the pipeline (repeatable), the value parsed as YAML:
-    /// verify.min_sqnr_db=70, steps.3.constant_folding.max_growth_bytes=65536.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Concrete input shape, replacing the pipeline's (repeatable): NAME=D1,D2,... (NAME=scalar for a scalar)
-    #[arg(long = "input", value_parser = parse_input_dims)]
-    inputs: Vec<(String, Vec<i64>)>,
-    /// Calibration data: an .npz or .npy file, a folder of images, or random[:SEED].
-    #[arg(long)]
-    calibration: Option<String>,
-    /// Evaluation data: an .npz or .npy file, a folder of images, or random[:SEED].
-    #[arg(long = "eval")]
-    eval: Option<String>,
+    #[command(flatten)]
+    pipeline: super::PipelineArgs,
     /// Where to write the model (only when the gate passes).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -71,22 +53,11 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// One `error:` line per diagnostic.
-fn invalid(e: PipelineError) -> CliError {
-    let lines: Vec<String> = e.diagnostics.iter().map(|d| d.to_string()).collect();
-    CliError::invalid(anyhow!("{}", lines.join("\nerror: ")))
-}
+use super::invalid_pipeline as invalid;
 
 pub fn run(args: &Args) -> CliResult {
-    let mut pipeline = Pipeline::load_with_sets(&args.pipeline, &args.sets).map_err(invalid)?;
-    let overrides = Overrides {
-        model: args.model.clone(),
-        inputs: args.inputs.clone(),
-        calibration: args.calibration.clone(),
-        evaluation: args.eval.clone(),
-        output: args.out.clone(),
-        report: args.report.clone(),
-    };
+    let mut pipeline = Pipeline::load_with_sets(&args.pipeline.pipeline, &args.pipeline.sets).map_err(invalid)?;
+    let overrides = args.pipeline.overrides(args.out.clone(), args.report.clone());
     pipeline.apply(&overrides).map_err(invalid)?;
     let options = RunOptions {
         force: args.force,

@@ -9,15 +9,14 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use whittle_runner::sweep::{SweepOptions, sweep};
-use whittle_runner::{Overrides, PipelineError, RunError, RunOptions};
+use whittle_runner::{RunError, RunOptions};
 
 use crate::exit::{CliError, CliResult, ExitCode};
-use crate::input_dims::parse_input_dims;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The pipeline file (YAML; see docs/pipeline-format.md).
-    pipeline: PathBuf,
+    #[command(flatten)]
+    pipeline: super::PipelineArgs,
     /// The values of the key, comma-separated: 0.1,0.2,0.3,0.4,0.5,0.6.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     values: Vec<f64>,
@@ -29,21 +28,6 @@ pub struct Args {
     /// sweep.{csv,md,svg,json}.
     #[arg(long, value_name = "DIR", default_value = "out/sweep")]
     out_dir: PathBuf,
-    /// Use the pipeline as a recipe for this model (as `whittle run --model`).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Override any key of the pipeline (repeatable), as `whittle run --set`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Concrete input shape (repeatable): NAME=D1,D2,...
-    #[arg(long = "input", value_parser = parse_input_dims)]
-    inputs: Vec<(String, Vec<i64>)>,
-    /// Calibration data: an .npz or .npy file, a folder of images, or random[:SEED].
-    #[arg(long)]
-    calibration: Option<String>,
-    /// Evaluation data: an .npz or .npy file, a folder of images, or random[:SEED].
-    #[arg(long = "eval")]
-    eval: Option<String>,
     /// Worker threads for running samples (latency is always single-threaded); at most 1024.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
@@ -52,27 +36,17 @@ pub struct Args {
     json: bool,
 }
 
-fn invalid(e: PipelineError) -> CliError {
-    let lines: Vec<String> = e.diagnostics.iter().map(|d| d.to_string()).collect();
-    CliError::invalid(anyhow!("{}", lines.join("\nerror: ")))
-}
+use super::invalid_pipeline as invalid;
 
 pub fn run(args: &Args) -> CliResult {
-    let overrides = Overrides {
-        model: args.model.clone(),
-        inputs: args.inputs.clone(),
-        calibration: args.calibration.clone(),
-        evaluation: args.eval.clone(),
-        output: None,
-        report: None,
-    };
+    let overrides = args.pipeline.overrides(None, None);
     let options = SweepOptions {
         key: args.vary.clone(),
         values: args.values.clone(),
         out_dir: args.out_dir.clone(),
         run: RunOptions { threads: args.threads.map(|t| t as usize), progress: true, ..RunOptions::default() },
     };
-    let result = match sweep(&args.pipeline, &args.sets, &overrides, &options) {
+    let result = match sweep(&args.pipeline.pipeline, &args.pipeline.sets, &overrides, &options) {
         Ok(r) => r,
         Err(RunError::Invalid(e)) => return Err(invalid(e)),
         Err(e) => return Err(CliError::internal(e)),
