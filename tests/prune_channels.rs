@@ -288,6 +288,17 @@ mod reconstructed {
     }
 
     #[test]
+    fn a_global_ranking_takes_the_weakest_channels_wherever_they_are() {
+        let model = robust_then_fragile();
+        let params = Params { ratio: 0.25, scope: whittle_passes::prune_channels::Scope::Global, ..Params::default() };
+        let (pruned, report) = run(&model, params, &data(2, 3));
+        let dims = |n: &str| pruned.graph.constant(pruned.graph.value_by_name(n).unwrap()).unwrap().dims().to_vec();
+        // 12 of the 48 prunable channels: conv_a's 12 filters 1000x weaker, none of conv_b's.
+        assert_eq!((dims("wa")[0], dims("wb")[0]), (12, 24), "{:?}", report.changes);
+        assert_eq!(dims("wb")[1], 12, "conv_b reads what conv_a keeps");
+    }
+
+    #[test]
     fn the_refit_lowers_the_error_of_a_pruned_conv_stack() {
         // Three 3x3 convolutions (8 -> 24 -> 24 -> 8) with low-rank filters, Relus between them.
         let model = shaped(whittle_tests::numeric::vgg_stack(&[8, 24, 24, 8], 12, true, None), X);

@@ -13,8 +13,12 @@
 //!   of that slice (`importance: l1` or `l2`), divided by the mean over the weight's slices so
 //!   layers of different scales count alike, averaged over the group's weights. `bn_scale`: the
 //!   `|γ|` of the group's BatchNormalizations (network slimming; run before `fold_batchnorm`),
-//!   else `l2`.
-//! - **How many**: `ratio` of each group's channels (`scope: per_group`), or per-group ratios
+//!   else `l2`. Measured on the calibration data: `activation`, the channel's mean `|x|` where
+//!   layers read it; `output_error`, for each layer reading it, the mean squared change of the
+//!   layer's outputs when the channel alone is removed (exact on those samples,
+//!   [`crate::reconstruct::input_channel_output_energy`]), normalized per layer the same way.
+//! - **How many**: `ratio` of each group's channels (`scope: per_group`), the least important
+//!   `ratio` of all channels in one ranking (`scope: global`), or per-group ratios
 //!   from measured sensitivity (`scope: sensitivity`, [`crate::sensitivity`]): each group pruned
 //!   alone at every point of `sensitivity_grid`, the output SQNR measured on calibration
 //!   samples, then the ratios removing `ratio` of all the groups' channels (`target: channels`)
@@ -66,6 +70,10 @@ pub enum Importance {
 pub enum Scope {
     /// Every group loses `ratio` of its channels.
     PerGroup,
+    /// One ranking of all the prunable channels by their importance (normalized per weight, so
+    /// groups of different scales compare): the least important `ratio` of them go, wherever
+    /// they are (Torch-Pruning's global pruning).
+    Global,
     /// Per-group ratios from each group's measured sensitivity, removing `ratio` of all the
     /// prunable channels (or MACs, `target: macs`) with the least predicted output noise.
     Sensitivity,
@@ -146,7 +154,11 @@ impl PassDef for PruneChannels {
     type Params = Params;
     const PARAMS: &'static [(&'static str, &'static str, &'static str)] = &[
         ("ratio", "float", "share of each group's channels removed (scope: sensitivity: of all of them, or of the MACs)"),
-        ("scope", "per_group|sensitivity", "the same ratio in every group, or per-group ratios from measured sensitivity"),
+        (
+            "scope",
+            "per_group|global|sensitivity",
+            "the same ratio in every group, one ranking of all channels by importance, or per-group ratios from measured sensitivity",
+        ),
         ("target", "channels|macs", "what the ratio is a share of with scope: sensitivity"),
         ("sensitivity_grid", "list", "ratios each group is measured at (scope: sensitivity)"),
         ("sensitivity_samples", "int", "calibration samples per sensitivity point (0: all)"),
@@ -529,6 +541,24 @@ impl PruneChannels {
     }
 }
 
+/// Per-group ratios for `scope: global`: all the removable channels of the `prunable` groups
+/// ranked by `scores` (least important first); the first `ratio` of them go, and each group's
+/// ratio is its share of those.
+fn global_ratios(analysis: &Analysis, prunable: &[usize], scores: &[Vec<f64>], ratio: f64) -> Vec<f64> {
+    let mut pool: Vec<(f64, usize, usize)> = Vec::new();
+    for (i, (&gi, s)) in prunable.iter().zip(scores).enumerate() {
+        let group = &analysis.groups[gi];
+        pool.extend((0..group.channels.len()).filter(|&c| !group.fixed[c]).map(|c| (s[c], i, c)));
+    }
+    pool.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    let take = (ratio * pool.len() as f64).round() as usize;
+    let mut removed = vec![0usize; prunable.len()];
+    for &(_, i, _) in &pool[..take.min(pool.len())] {
+        removed[i] += 1;
+    }
+    prunable.iter().zip(removed).map(|(&gi, r)| r as f64 / analysis.groups[gi].channels.len().max(1) as f64).collect()
+}
+
 /// The readers (by position in `readers`) in stages: in topological order, a stage closes when
 /// the next reader depends on one of its layers (it must see that layer's refit first).
 fn stages(g: &whittle_graph::Graph, readers: &[NodeId]) -> Result<Vec<Vec<usize>>, PassError> {
@@ -826,6 +856,7 @@ impl Pass for PruneChannels {
         let scores = self.scores(model, &analysis, &prunable, ctx, &mut report)?;
         let ratios = match p.scope {
             Scope::Sensitivity if !prunable.is_empty() => self.allocate(model, &analysis, &prunable, &scores, ctx, &mut report)?,
+            Scope::Global => global_ratios(&analysis, &prunable, &scores, p.ratio),
             _ => vec![p.ratio; prunable.len()],
         };
         let mut pruned: Vec<(usize, Vec<usize>)> = Vec::new();
