@@ -18,7 +18,7 @@
 //! Indices joined by links form one **channel**: removing it removes every index in it, from
 //! every slot. The slots reachable from each other form a **group**; its channels are the ones a
 //! layer produces. A group is **declined** when any of its slots reaches an op the rules cannot
-//! follow exactly (a Shape, a Slice, a channel shuffle, a normalization over the channels, a
+//! follow exactly (a Shape, a Gather, a channel shuffle, a normalization over the channels, a
 //! weight shared with another layer...), with the reason; a channel is **fixed** when it reaches a
 //! graph input or output (the model's interface does not change). Nothing is guessed: an op
 //! without a rule blocks its group.
@@ -59,7 +59,7 @@ pub enum Effect {
     SplitSizes { node: NodeId },
     /// A Slice along the slot's axis (its input): the start and end on that axis are rewritten to
     /// the kept indices before and inside the range.
-    SliceBounds { node: NodeId },
+    SliceBounds { node: NodeId, axis: usize },
 }
 
 impl Effect {
@@ -71,7 +71,7 @@ impl Effect {
             | Effect::Groups { node, .. }
             | Effect::ReshapeTarget { node, .. }
             | Effect::SplitSizes { node }
-            | Effect::SliceBounds { node } => *node,
+            | Effect::SliceBounds { node, .. } => *node,
         }
     }
 }
@@ -219,8 +219,11 @@ pub fn slice_bounds(g: &Graph, node: NodeId, opset: i64) -> Result<Vec<SliceAxis
         (attr("starts").ok_or("no starts")?, attr("ends").ok_or("no ends")?, attr("axes"), None)
     };
     let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
-    if starts.len() != axes.len() || ends.len() != axes.len() {
+    if starts.len() != axes.len() || ends.len() != axes.len() || steps.as_ref().is_some_and(|s| s.len() != axes.len()) {
         return Err("its bounds and axes differ in length".into());
+    }
+    if steps.as_ref().is_some_and(|s| s.contains(&0)) {
+        return Err("a step of 0".into());
     }
     axes.iter()
         .enumerate()
@@ -726,7 +729,7 @@ impl<'g> Builder<'g> {
             Port::Out(_) => self.link(s, node, x, axis, Map::Offset(b.start)),
         }
         let xs = self.slot(x, axis)?;
-        self.effect(xs, Effect::SliceBounds { node });
+        self.effect(xs, Effect::SliceBounds { node, axis });
         Ok(())
     }
 
@@ -981,7 +984,7 @@ impl Analysis {
                 }
                 Effect::ReshapeTarget { node, position, .. } => format!("  target shape of {}: entry {position}", label(*node)),
                 Effect::SplitSizes { node } => format!("  split sizes of {}", label(*node)),
-                Effect::SliceBounds { node } => format!("  slice bounds of {}", label(*node)),
+                Effect::SliceBounds { node, .. } => format!("  slice bounds of {}", label(*node)),
             })
             .collect();
         lines.sort();

@@ -16,7 +16,8 @@
 //!   else `l2`. Measured on the calibration data: `activation`, the channel's mean `|x|` where
 //!   layers read it; `output_error`, for each layer reading it, the mean squared change of the
 //!   layer's outputs when the channel alone is removed (exact on those samples,
-//!   [`crate::reconstruct::input_channel_output_energy`]), normalized per layer the same way.
+//!   [`crate::reconstruct::input_channel_output_energy`]), summed over the layers reading the
+//!   tensor, then normalized per tensor the same way.
 //! - **How many**: `ratio` of each group's channels (`scope: per_group`), the least important
 //!   `ratio` of all channels in one ranking (`scope: global`), or per-group ratios
 //!   from measured sensitivity (`scope: sensitivity`, [`crate::sensitivity`]): each group pruned
@@ -646,8 +647,10 @@ impl PruneChannels {
             data: measure.data_fingerprint(),
             samples,
             method: format!(
-                "prune_channels importance {} round_to {} min_channels {}",
+                "prune_channels importance {}{} round_to {} min_channels {}",
                 serde_json::to_string(&p.importance).unwrap_or_default().trim_matches('"'),
+                // The rows the measured output error is streamed on choose the channels too.
+                if p.importance == Importance::OutputError { format!(" rows {}", p.reconstruct_rows) } else { String::new() },
                 p.round_to,
                 p.min_channels
             ),
@@ -743,7 +746,7 @@ fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize
                     tensors.insert(*shape, (Tensor::from_i64(&name, &[target.len() as i64], &target), *node));
                 }
                 Effect::SplitSizes { node } => splits.push(*node),
-                Effect::SliceBounds { node } => slices.push((*node, *s)),
+                Effect::SliceBounds { node, .. } => slices.push((*node, *s)),
             }
         }
     }
@@ -782,6 +785,7 @@ fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize
     // A Slice along a pruned axis: its start and end count the kept indices before and inside
     // the range.
     let opset = model.opset("").unwrap_or(1);
+    let mut attr_bounds: BTreeMap<NodeId, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
     for (node, s) in slices {
         let axis = analysis.slots[s].axis;
         let b = crate::channel_groups::slice_bounds(g, node, opset)?.into_iter().find(|b| b.axis == axis).ok_or("a Slice lost its axis")?;
@@ -804,12 +808,20 @@ fn removal_patch(model: &Model, analysis: &Analysis, pruned: &[(usize, Vec<usize
                 tensors.insert(v, (t, node));
             }
         } else {
-            for (attr, value) in [("starts", start), ("ends", end)] {
-                let mut values = n.attr_ints(attr).ok_or("a Slice without bounds")?.to_vec();
-                values[b.position] = value;
-                patch.set_attr(node, whittle_graph::builder::attr_ints(attr, &values));
+            // Attributes (opset < 10): every pruned axis of the node edits the same lists.
+            let bounds = attr_bounds.entry(node).or_insert_with(|| {
+                let get = |a: &str| n.attr_ints(a).map(|v| v.to_vec()).unwrap_or_default();
+                (get("starts"), get("ends"))
+            });
+            if b.position >= bounds.0.len() || b.position >= bounds.1.len() {
+                return Err("a Slice without bounds".into());
             }
+            (bounds.0[b.position], bounds.1[b.position]) = (start, end);
         }
+    }
+    for (node, (starts, ends)) in attr_bounds {
+        patch.set_attr(node, whittle_graph::builder::attr_ints("starts", &starts));
+        patch.set_attr(node, whittle_graph::builder::attr_ints("ends", &ends));
     }
     for (v, (t, owner)) in tensors {
         patch.replace_constant(v, t, owner);

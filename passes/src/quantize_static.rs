@@ -67,7 +67,9 @@ pub struct Params {
     /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
     pub fallback_share: f64,
     /// What a node the fallback takes back keeps: `float` (all of it), or `weights` (its weights
-    /// stay int8 behind a DequantizeLinear, only its activations return to float: no size cost).
+    /// stay int8 behind a DequantizeLinear and it adds no QDQ pair of its own: no size cost; a
+    /// tensor it shares with a quantized neighbour stays quantized, so the measured ranking only
+    /// picks nodes where this gains something).
     pub fallback_keep: FallbackKeep,
     /// How the fallback ranks nodes: `measured` (each node kept float alone, fidelity measured on
     /// the calibration data, gain per kB of float weights) or `predicted` (histogram SQNR, no run).
@@ -220,8 +222,9 @@ impl QuantizeStatic {
                 && (self.params.activation_matmul || !activation_matmul(id))
         };
         let mut plan = plan::plan(g, order, &selected, fuse);
-        // Weight-only fallback: the node keeps its weights in int8 (apply_plan quantizes them;
-        // without an input point its bias stays float) and gets no activation point of its own.
+        // Weight-only fallback: the node keeps its weights in int8 (apply_plan quantizes them,
+        // and its bias to int32 when its input still reads a DequantizeLinear) and adds no
+        // activation point of its own.
         if self.params.fallback_keep == FallbackKeep::Weights {
             for &id in float_nodes {
                 if let Ok(Some(role @ Role::Weighted { .. })) = plan::role(g, id) {
@@ -308,6 +311,11 @@ impl QuantizeStatic {
 impl Pass for QuantizeStatic {
     fn run(&self, model: &mut Model, ctx: &PassContext<'_>) -> Result<PassReport, PassError> {
         self.selection.check().map_err(PassError::unsupported_model)?;
+        if self.params.fallback_keep == FallbackKeep::Weights && self.params.fallback_ranking == Ranking::Predicted {
+            return Err(PassError::unsupported_model(
+                "quantize_static: fallback_keep: weights needs fallback_ranking: measured (the predicted ranking is by weight SQNR, which this fallback keeps)",
+            ));
+        }
         let measure = ctx.require_measure(Self::NAME)?;
         let mut notes = Vec::new();
         if let Some(note) = quant::ensure_opset_13(model)? {

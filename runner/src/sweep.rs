@@ -101,19 +101,27 @@ pub fn sweep(file: &Path, sets: &[String], overrides: &Overrides, options: &Swee
         let mut all: Vec<String> = sets.to_vec();
         all.extend(extra.iter().cloned());
         all.push(format!("{key}={value}"));
-        let mut pipeline = Pipeline::load_with_sets(file, &all)?;
         let output = options.out_dir.join(format!("{stem}.{param}-{value}.onnx"));
         let report = options.out_dir.join(format!("{stem}.{param}-{value}.report.json"));
         let mut o = overrides.clone();
         o.output = Some(output);
         o.report = Some(report.clone());
-        pipeline.apply(&o)?;
         let mut run = options.run.clone();
         run.force = true;
-        let (status, report_data, error) = match run_pipeline(&pipeline, &run) {
+        let outcome = Pipeline::load_with_sets(file, &all).map_err(RunError::from).and_then(|mut pipeline| {
+            pipeline.apply(&o)?;
+            run_pipeline(&pipeline, &run)
+        });
+        let (status, report_data, error) = match outcome {
             Ok(outcome) => (outcome.status, outcome.report, None),
             Err(RunError::Step { error, report }) => (RunStatus::Error, *report, Some(error.to_string())),
-            Err(e) => return Err(e),
+            // The first run's error is the pipeline's (nothing to table yet); a later one is
+            // this value's, a row of the table.
+            Err(e) if points.is_empty() => return Err(e),
+            Err(e) => {
+                points.push(SweepPoint::failed(value, e.to_string(), report));
+                continue;
+            }
         };
         if reference_metric.is_none() {
             reference_metric = report_data.verification.as_ref().and_then(|v| v.comparison.as_ref()).and_then(reference_of);
@@ -182,6 +190,26 @@ fn metric_of(c: &Comparison) -> Option<(String, f64)> {
 /// The original's own task metric, where one exists without a reference (labelled accuracy).
 fn reference_of(c: &Comparison) -> Option<(String, f64)> {
     c.outputs.iter().find_map(|o| o.labeled_accuracy.as_ref().map(|a| ("accuracy".to_string(), a.reference.rate)))
+}
+
+impl SweepPoint {
+    /// A value whose run stopped before it had figures.
+    fn failed(value: f64, error: String, report: PathBuf) -> SweepPoint {
+        SweepPoint {
+            value,
+            status: RunStatus::Error,
+            error: Some(error),
+            metric: None,
+            sqnr_db: None,
+            parameters_ratio: None,
+            macs_ratio: None,
+            size_ratio: None,
+            compressed_ratio: None,
+            latency: None,
+            output: None,
+            report,
+        }
+    }
 }
 
 fn point(value: f64, status: RunStatus, error: Option<String>, r: &Report, report: PathBuf) -> SweepPoint {
@@ -344,8 +372,9 @@ impl Sweep {
         ];
         for (k, (colour, label, get)) in series.iter().enumerate() {
             let is_sqnr = k == 3;
-            let pts: Vec<(f64, f64)> =
+            let mut pts: Vec<(f64, f64)> =
                 self.points.iter().filter_map(|p| get(p).map(|v| (px(p.value), if is_sqnr { ps(v) } else { py(v) }))).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let path: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
             let dash = if is_sqnr { " stroke-dasharray=\"4 3\"" } else { "" };
             let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>", path.join(" "));
@@ -353,7 +382,7 @@ impl Sweep {
                 let _ = writeln!(s, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>");
             }
             let label = if k == 0 { self.metric_name() } else { label.to_string() };
-            let (lx, ly) = (left + 150.0 * k as f64, 38.0);
+            let (lx, ly) = (left + 135.0 * k as f64, 38.0);
             let _ = writeln!(
                 s,
                 "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{ly}\">{}</text>",
