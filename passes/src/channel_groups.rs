@@ -907,14 +907,13 @@ impl Builder<'_> {
 }
 
 impl Analysis {
-    /// The kinds of block a group's channels run through, for summaries: `residual` (an Add or
-    /// Sub of two tensors of the group), `concat/split/slice` (along the channels),
-    /// `depthwise/grouped` (a grouped Conv), `squeeze-excitation` (a Mul of a `[N, C, 1, 1]`
-    /// tensor of the group by a full-size one), `flatten into dense` (a Reshape or Flatten
-    /// feeding a Gemm or MatMul).
-    pub fn block_kinds(&self, g: &Graph, index: usize) -> BTreeSet<&'static str> {
-        let group = &self.groups[index];
-        let values: HashSet<ValueId> = group.slots.iter().map(|&s| self.slots[s].value).collect();
+    /// How many of the groups `indices` run through each kind of block, as `kind count` pairs
+    /// joined by commas (empty when none): `residual` (an Add or Sub of two tensors of the group),
+    /// `concat/split/slice` (along the channels), `depthwise/grouped` (a grouped Conv),
+    /// `squeeze-excitation` (a Mul of a `[N, C, 1, 1]` tensor of the group by a full-size one),
+    /// `flatten into dense` (a Reshape or Flatten feeding a Gemm or MatMul). A group can count
+    /// under several kinds.
+    pub fn block_summary(&self, g: &Graph, indices: &[usize]) -> String {
         // Values computed from the graph's inputs (not a bias reshaped from a constant).
         let mut data: HashSet<ValueId> = g.runtime_inputs().collect();
         for n in g.topo_order().unwrap_or_default() {
@@ -923,6 +922,20 @@ impl Analysis {
                 data.extend(node.outputs().iter().flatten().copied());
             }
         }
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for &i in indices {
+            for kind in self.block_kinds(g, i, &data) {
+                *counts.entry(kind).or_insert(0) += 1;
+            }
+        }
+        counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The kinds of block group `index` runs through ([`Analysis::block_summary`]); `data`: the
+    /// values computed from the graph's inputs.
+    fn block_kinds(&self, g: &Graph, index: usize, data: &HashSet<ValueId>) -> BTreeSet<&'static str> {
+        let group = &self.groups[index];
+        let values: HashSet<ValueId> = group.slots.iter().map(|&s| self.slots[s].value).collect();
         let spatial_ones =
             |v: ValueId| g.value(v).shape.as_ref().is_some_and(|s| s.rank() > 2 && s.0[2..].iter().all(|d| d.known() == Some(1)));
         let mut kinds = BTreeSet::new();

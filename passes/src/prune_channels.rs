@@ -344,9 +344,8 @@ impl PruneChannels {
                 let group = &analysis.groups[gi];
                 let effects = match importance {
                     Importance::Activation | Importance::OutputError => {
-                        let mut slots: Vec<usize> = group.slots.iter().copied().filter(|s| measured.contains_key(s)).collect();
-                        slots.dedup();
-                        let found: Vec<(usize, Vec<f64>)> = slots.into_iter().map(|s| (s, measured[&s].clone())).collect();
+                        let found: Vec<(usize, Vec<f64>)> =
+                            group.slots.iter().filter_map(|s| Some((*s, measured.get(s)?.clone()))).collect();
                         if found.is_empty() {
                             fallback += 1;
                             effect_scores(model, analysis, group, Importance::L2)
@@ -607,7 +606,6 @@ impl PruneChannels {
         report: &mut PassReport,
     ) -> Result<Vec<f64>, PassError> {
         use crate::sensitivity::{Candidate, TableKey, allocate, load_or_measure};
-        use sha2::Digest;
         let p = &self.params;
         let measure = ctx.require_measure("prune_channels with scope: sensitivity")?;
         let g = &model.graph;
@@ -641,21 +639,16 @@ impl PruneChannels {
             patch.apply(&mut m.graph);
             Ok(m)
         };
-        let samples = if p.sensitivity_samples == 0 { measure.samples() } else { p.sensitivity_samples.min(measure.samples()) };
-        let key = TableKey {
-            model: hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(model))),
-            data: measure.data_fingerprint(),
-            samples,
-            method: format!(
-                "prune_channels importance {}{} round_to {} min_channels {}",
-                serde_json::to_string(&p.importance).unwrap_or_default().trim_matches('"'),
-                // The rows the measured output error is streamed on choose the channels too.
-                if p.importance == Importance::OutputError { format!(" rows {}", p.reconstruct_rows) } else { String::new() },
-                p.round_to,
-                p.min_channels
-            ),
-            grid: p.sensitivity_grid.clone(),
-        };
+        let method = format!(
+            "prune_channels importance {}{} round_to {} min_channels {}",
+            serde_json::to_string(&p.importance).unwrap_or_default().trim_matches('"'),
+            // The rows the measured output error is streamed on choose the channels too.
+            if p.importance == Importance::OutputError { format!(" rows {}", p.reconstruct_rows) } else { String::new() },
+            p.round_to,
+            p.min_channels
+        );
+        let key = TableKey::new(model, measure, p.sensitivity_samples, method, p.sensitivity_grid.clone());
+        let samples = key.samples;
         let path = p.sensitivity_file.as_deref().map(|f| ctx.resolve(f));
         let (table, reused) = load_or_measure(path.as_deref(), key, &candidates, measure, &compress, &mut report.notes)?;
         let curves = &table.curves;
@@ -898,17 +891,12 @@ impl Pass for PruneChannels {
                 layers
             ));
         }
-        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        for (gi, _) in &pruned {
-            for k in analysis.block_kinds(&model.graph, *gi) {
-                *kinds.entry(k).or_insert(0) += 1;
-            }
-        }
-        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let indices: Vec<usize> = pruned.iter().map(|(gi, _)| *gi).collect();
+        let kinds = analysis.block_summary(&model.graph, &indices);
         report.notes.push(format!(
             "{} groups pruned{}",
             pruned.len(),
-            if kinds.is_empty() { String::new() } else { format!(", through: {}", kinds.join(", ")) }
+            if kinds.is_empty() { String::new() } else { format!(", through: {kinds}") }
         ));
         patch.apply(&mut model.graph);
         Ok(report)

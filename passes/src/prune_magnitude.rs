@@ -389,21 +389,15 @@ impl PruneMagnitude {
         notes: &mut Vec<String>,
     ) -> Result<Vec<f64>, PassError> {
         use crate::sensitivity::{self, Candidate, TableKey};
-        use sha2::Digest;
         let p = &self.params;
         let measure = ctx.require_measure("prune_magnitude with scope: sensitivity")?;
         let (grid, whole) = match p.pattern {
             Pattern::NOfM { n, m } => (vec![1.0 - n as f64 / m as f64], true),
             Pattern::Unstructured => (p.sensitivity_grid.clone(), false),
         };
-        let samples = if p.sensitivity_samples == 0 { measure.samples() } else { p.sensitivity_samples.min(measure.samples()) };
-        let key = TableKey {
-            model: hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(model))),
-            data: measure.data_fingerprint(),
-            samples,
-            method: format!("{} {}", if p.score == Score::Wanda { "wanda" } else { "magnitude" }, String::from(p.pattern)),
-            grid: grid.clone(),
-        };
+        let method = format!("{} {}", if p.score == Score::Wanda { "wanda" } else { "magnitude" }, String::from(p.pattern));
+        let key = TableKey::new(model, measure, p.sensitivity_samples, method, grid.clone());
+        let samples = key.samples;
         let candidates: Vec<Candidate> =
             free.iter().map(|&i| Candidate { layer: layers[i].label.clone(), weights: layers[i].values.len() }).collect();
         let path = p.sensitivity_file.as_deref().map(|f| ctx.resolve(f));

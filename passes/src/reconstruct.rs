@@ -316,11 +316,14 @@ pub fn input_channel_output_energy(
             let k = layout.per_channel();
             let per_group = grams.len() / layout.groups().max(1);
             let mut energy = vec![0f64; grams.len()];
+            let mut w = vec![0f64; k];
             for o in 0..layout.rows() {
                 let first = layout.group_of(o) * per_group;
                 for local in 0..per_group {
-                    let w = DMatrix::from_fn(k, 1, |q, _| weights[layout.element(o, local * k + q)] as f64);
-                    energy[first + local] += (w.transpose() * &grams[first + local] * &w)[(0, 0)];
+                    // wᵀ G w over the channel's k kernel positions, without allocating per pair.
+                    w.iter_mut().enumerate().for_each(|(q, v)| *v = weights[layout.element(o, local * k + q)] as f64);
+                    let g = &grams[first + local];
+                    energy[first + local] += (0..k).map(|q| w[q] * (0..k).map(|r| g[(q, r)] * w[r]).sum::<f64>()).sum::<f64>();
                 }
             }
             Ok(energy.into_iter().map(|e| e / rows as f64).collect())

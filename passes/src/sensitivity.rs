@@ -65,6 +65,21 @@ pub struct TableKey {
     pub grid: Vec<f64>,
 }
 
+impl TableKey {
+    /// The key of a table measured on `model` by `measure` on the first `samples` calibration
+    /// samples (0 or more than there are: all of them).
+    pub fn new(model: &Model, measure: &dyn Measure, samples: usize, method: String, grid: Vec<f64>) -> TableKey {
+        use sha2::Digest;
+        TableKey {
+            model: hex::encode(sha2::Sha256::digest(whittle_graph::encode_for_runtime(model))),
+            data: measure.data_fingerprint(),
+            samples: if samples == 0 { measure.samples() } else { samples.min(measure.samples()) },
+            method,
+            grid,
+        }
+    }
+}
+
 /// A saved sensitivity table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Table {

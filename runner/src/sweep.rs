@@ -90,8 +90,8 @@ pub fn sweep(file: &Path, sets: &[String], overrides: &Overrides, options: &Swee
         })?,
     };
     std::fs::create_dir_all(&options.out_dir).map_err(|e| RunError::Write { path: options.out_dir.clone(), error: e.to_string() })?;
-    let mut extra = sensitivity_files(&probe, &options.out_dir);
-    extra.retain(|s| !sets.iter().any(|u| u.split('=').next() == s.split('=').next()));
+    // The probe holds the user's sets: a step they gave a table file keeps it.
+    let extra = sensitivity_files(&probe, &options.out_dir);
     let model = probe.model.as_ref().map(|m| m.value.clone()).unwrap_or_default();
     let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let param = key.rsplit('.').next().unwrap_or("value").to_string();

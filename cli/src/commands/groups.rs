@@ -57,18 +57,10 @@ pub fn summary(analysis: &whittle_passes::channel_groups::Analysis, graph: &whit
     for (reason, n) in reasons {
         s.push_str(&format!("  declined x{n}: {reason}\n"));
     }
-    // What the prunable groups run through (a group can count under several kinds).
-    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, g) in groups.iter().enumerate() {
-        if g.removable() > 0 {
-            for k in analysis.block_kinds(graph, i) {
-                *kinds.entry(k).or_insert(0) += 1;
-            }
-        }
-    }
+    let prunable_indices: Vec<usize> = (0..groups.len()).filter(|&i| groups[i].removable() > 0).collect();
+    let kinds = analysis.block_summary(graph, &prunable_indices);
     if !kinds.is_empty() {
-        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        s.push_str(&format!("  prunable groups through: {}\n", list.join(", ")));
+        s.push_str(&format!("  prunable groups through: {kinds}\n"));
     }
     s
 }
