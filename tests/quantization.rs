@@ -10,21 +10,22 @@ use whittle_passes::measure::Measure;
 use whittle_passes::pass::PassDef;
 use whittle_passes::quant::calibrate::Method;
 use whittle_passes::quantize_static::{Granularity, Params, QuantizeStatic};
-use whittle_passes::{Pass, PassContext};
+use whittle_passes::smooth_quant::{self, SmoothQuant};
+use whittle_passes::{Pass, PassContext, PassReport};
 use whittle_runner::data::{Distribution, InputSet};
 use whittle_runner::pipeline::VerifySpec;
 use whittle_runner::run::measure::TractMeasure;
 use whittle_runner::verify::{CompareOptions, load_model};
 
-use whittle_tests::numeric::{constant, weights};
+use whittle_tests::numeric::{constant, sqnr_db, weights};
 
 fn text(m: &Model) -> String {
     model_text(m, &TextOptions { tensors: TensorDigest::Stats, ..Default::default() })
 }
 
-/// Runs `pass` on `model` with calibration `data` measured by tract; returns
-/// the quantized model and the text-form diff.
-fn quantize(model: &Model, pass: &dyn Pass, data: &InputSet, input: (&str, &[i64])) -> (Model, String) {
+/// Runs `pass` on `model` with calibration `data` measured by tract; returns the rewritten
+/// model (shapes inferred), its text-form diff and the report.
+fn run_on_data(model: &Model, pass: &dyn Pass, data: &InputSet, input: (&str, &[i64]), label: &str) -> (Model, String, PassReport) {
     let shapes = vec![(input.0.to_string(), input.1.iter().map(|&d| d as usize).collect::<Vec<_>>())];
     let mut before = model.clone();
     infer_shapes(&mut before, &InferOptions { input_shapes: vec![(input.0.to_string(), input.1.to_vec())] }).unwrap();
@@ -32,10 +33,16 @@ fn quantize(model: &Model, pass: &dyn Pass, data: &InputSet, input: (&str, &[i64
     let measure = TractMeasure::new(data, shapes, &before, &spec, CompareOptions::default(), None, data.origin().to_string());
     let mut after = before.clone();
     let report = pass.run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
-    assert!(report.declined.is_empty(), "{:?}", report.declined);
     eprintln!("{:?}", report.notes);
     infer_shapes(&mut after, &InferOptions { input_shapes: vec![(input.0.to_string(), input.1.to_vec())] }).unwrap();
-    let diff = diff_text(&text(&before), &text(&after), "float", "quantized");
+    let diff = diff_text(&text(&before), &text(&after), "float", label);
+    (after, diff, report)
+}
+
+/// [`run_on_data`] for a pass that must decline nothing: the model and the diff.
+fn quantize(model: &Model, pass: &dyn Pass, data: &InputSet, input: (&str, &[i64])) -> (Model, String) {
+    let (after, diff, report) = run_on_data(model, pass, data, input, "quantized");
+    assert!(report.declined.is_empty(), "{:?}", report.declined);
     (after, diff)
 }
 
@@ -384,4 +391,112 @@ fn the_weight_only_fallback_keeps_every_weight_int8_and_takes_activations_back()
     // Computed as written: tract runs it.
     let sqnr = measure.fidelity(&weights).unwrap().min_sqnr_db;
     assert!(sqnr > 25.0, "{sqnr:.1} dB");
+}
+
+fn smooth() -> SmoothQuant {
+    SmoothQuant::new(smooth_quant::Params::default())
+}
+
+/// A transformer block's input side: `x[1, 6, 8]` -> a LayerNorm decomposed as exporters write
+/// it (ReduceMean, Sub, Mul by gamma, Add beta) whose gamma has one outlier channel (x30, the
+/// projections' weight rows for it 30x smaller, as in trained models) -> two projections reading
+/// the normalized value (MatMul + bias Add each). `residual`: the normalized
+/// value is also added back to the first projection's output, which smoothing must decline.
+fn projections(residual: bool) -> Model {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 6, 8]);
+    let mean = b.node("ReduceMean", &[x], &["mean"], vec![attr_ints("axes", &[-1])])[0];
+    let centered = b.node("Sub", &[x, mean], &["centered"], vec![])[0];
+    let mut gamma = weights(8, 31);
+    gamma[3] = 30.0;
+    let gamma = b.constant("gamma", Tensor::from_f32("gamma", &[8], &gamma));
+    let beta = constant(&mut b, "beta", &[8], 32);
+    let scaled = b.node("Mul", &[centered, gamma], &["scaled"], vec![])[0];
+    let normed = b.node("Add", &[scaled, beta], &["normed"], vec![])[0];
+    let width: usize = if residual { 8 } else { 5 };
+    for (name, seed) in [("q", 33), ("k", 35)] {
+        let mut w = weights(8 * width, seed);
+        w[3 * width..4 * width].iter_mut().for_each(|v| *v /= 30.0);
+        let w = b.constant(&format!("w{name}"), Tensor::from_f32("", &[8, width as i64], &w));
+        let bias = constant(&mut b, &format!("b{name}"), &[width as i64], seed + 1);
+        let mm = b.node("MatMul", &[normed, w], &[&format!("{name}_mm")], vec![])[0];
+        let mut y = b.node("Add", &[mm, bias], &[name], vec![])[0];
+        if residual && name == "q" {
+            y = b.node("Add", &[y, normed], &["residual"], vec![])[0];
+        }
+        b.output(y);
+    }
+    b.finish()
+}
+
+/// `x[6, 8]` -> MatMul -> Add bias -> Relu -> Gemm(transB) with a bias: smoothing folds into the
+/// first MatMul's columns and bias through the Relu.
+fn dense_pair() -> Model {
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[6, 8]);
+    let mut w1 = weights(8 * 8, 41);
+    for row in 0..8 {
+        w1[row * 8 + 2] *= 25.0;
+    }
+    let w1 = b.constant("w1", Tensor::from_f32("w1", &[8, 8], &w1));
+    let b1 = constant(&mut b, "b1", &[8], 42);
+    let h = b.node("MatMul", &[x, w1], &["h"], vec![])[0];
+    let h = b.node("Add", &[h, b1], &["hb"], vec![])[0];
+    let h = b.node("Relu", &[h], &["hr"], vec![])[0];
+    let w2 = constant(&mut b, "w2", &[4, 8], 43);
+    let b2 = constant(&mut b, "b2", &[4], 44);
+    let y = b.node("Gemm", &[h, w2, b2], &["y"], vec![attr_int("transB", 1)])[0];
+    b.output(y);
+    b.finish()
+}
+
+#[test]
+fn smooth_quant_is_exact_in_float_and_helps_int8() {
+    for (model, input) in [(projections(false), ("x", &[1i64, 6, 8][..])), (dense_pair(), ("x", &[6i64, 8][..]))] {
+        let dims: Vec<usize> = input.1.iter().map(|&d| d as usize).collect();
+        let (calibration, evaluation) = (
+            random(&dims, 16),
+            InputSet::random(&[("x".to_string(), dims.clone())], 8, Distribution::Normal { mean: 0.0, std: 1.0 }, 11).unwrap(),
+        );
+        let (smoothed, diff, report) = run_on_data(&model, &smooth(), &calibration, input, "smoothed");
+        // dense_pair's first MatMul reads the graph input: nothing to fold its scale into.
+        assert!(report.declined.iter().all(|d| d.reason.contains("graph input")), "{:?}", report.declined);
+        assert_eq!(report.applied, 1, "{:?}", report.changes);
+        assert!(report.changes[0].contains("folded into"), "{:?}", report.changes);
+        whittle_tests::numeric::assert_same_outputs(&model, &smoothed, input, 1e-5);
+        // A second run finds every channel already balanced.
+        let (_, again, second) = run_on_data(&smoothed, &smooth(), &calibration, input, "smoothed");
+        assert_eq!(second.applied, 0, "{:?}\n{again}", second.changes);
+        // INT8 (per-tensor activations, per-channel weights) of the smoothed model loses far less
+        // than of the original.
+        let (q_plain, _) = quantize(&model, &minmax(), &calibration, input);
+        let (q_smooth, _) = quantize(&smoothed, &minmax(), &calibration, input);
+        let (plain, better) = (sqnr_db(&model, &q_plain, input, &evaluation), sqnr_db(&model, &q_smooth, input, &evaluation));
+        eprintln!("INT8 SQNR {plain:.1} dB without smoothing, {better:.1} dB with");
+        assert!(better > plain + 6.0, "INT8 SQNR {plain:.1} dB without smoothing, {better:.1} dB with\n{diff}");
+        if input.1.len() == 3 {
+            insta::assert_snapshot!("smooth_quant_projections", diff);
+        }
+    }
+}
+
+#[test]
+fn smooth_quant_declines_what_it_cannot_fold() {
+    // The normalized value also feeds a residual Add: both projections declined, model unchanged.
+    let model = projections(true);
+    let data = random(&[1, 6, 8], 4);
+    let (_, diff, report) = run_on_data(&model, &smooth(), &data, ("x", &[1, 6, 8]), "smoothed");
+    assert_eq!(report.applied, 0, "{diff}");
+    assert_eq!(report.declined.len(), 2, "{:?}", report.declined);
+    assert!(report.declined.iter().all(|d| d.reason.contains("also read by Add")), "{:?}", report.declined);
+    assert!(diff.is_empty(), "{diff}");
+    // A MatMul straight on the graph input: nothing before it to absorb the scale.
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[6, 8]);
+    let w = constant(&mut b, "w", &[8, 3], 51);
+    let y = b.node("MatMul", &[x, w], &["y"], vec![])[0];
+    b.output(y);
+    let (_, _, report) = run_on_data(&b.finish(), &smooth(), &random(&[6, 8], 2), ("x", &[6, 8]), "smoothed");
+    assert_eq!(report.declined.len(), 1, "{:?}", report.declined);
+    assert!(report.declined[0].reason.contains("graph input"), "{:?}", report.declined);
 }

@@ -6,8 +6,8 @@
 //! layer has no bias). Exact up to float rounding. Weight layouts:
 //! the weight element of output channel `c` is found through the one channel-layout table
 //! ([`whittle_graph::channels::WeightAxes`]: Conv rows, grouped ConvTranspose columns per group,
-//! Gemm columns or rows with `transB`). For Gemm `Y = α·A·B + β·C` the new bias is
-//! `C' = s·β·C + t` with `β' = 1`.
+//! Gemm columns or rows with `transB`, MatMul columns). For Gemm `Y = α·A·B + β·C` the new bias is
+//! `C' = s·β·C + t` with `β' = 1`. A MatMul has no bias: it absorbs scales only.
 
 use whittle_graph::builder::attr_float;
 use whittle_graph::channels::WeightAxes;
@@ -19,12 +19,21 @@ use crate::rewrite::is_exclusive_constant;
 /// The largest compact (ConstantOfShape) weight a fold may write out as data.
 const MAX_MATERIALIZED_BYTES: u64 = 1024;
 
-/// The weight layout of a Conv/ConvTranspose/Gemm (from [`whittle_graph::channels`]), its dims
-/// and group.
+/// The layers that absorb a per-output-channel affine map (a weight and a bias).
+const AFFINE_LAYERS: &[&str] = &["Conv", "ConvTranspose", "Gemm"];
+/// The layers whose constant weight (input 1) absorbs per-channel scales: a MatMul too.
+const SCALABLE_LAYERS: &[&str] = &["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
+fn is_one_of(n: &whittle_graph::Node, ops: &[&str]) -> bool {
+    n.domain().is_empty() && ops.contains(&n.op_type())
+}
+
+/// The weight layout of a Conv/ConvTranspose/Gemm/MatMul (from [`whittle_graph::channels`]), its
+/// dims and group.
 fn layout(g: &Graph, layer: NodeId) -> Result<(WeightAxes, Vec<i64>, i64), String> {
     let n = g.node(layer).ok_or("removed")?;
-    if !n.domain().is_empty() || !matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm") {
-        return Err(format!("{} is not a Conv, ConvTranspose or Gemm", n.op_type()));
+    if !is_one_of(n, SCALABLE_LAYERS) {
+        return Err(format!("{} is not a Conv, ConvTranspose, Gemm or MatMul", n.op_type()));
     }
     let w = n.input(1).and_then(|w| g.constant(w)).ok_or("its weight is not a constant")?;
     let dims = w.dims().to_vec();
@@ -32,7 +41,7 @@ fn layout(g: &Graph, layer: NodeId) -> Result<(WeightAxes, Vec<i64>, i64), Strin
     Ok((axes, dims, n.attr_int("group").unwrap_or(1).max(1)))
 }
 
-/// Number of output channels of a Conv/ConvTranspose/Gemm, from its weight.
+/// Number of output channels of a Conv/ConvTranspose/Gemm/MatMul, from its weight.
 pub fn output_channels(g: &Graph, layer: NodeId) -> Result<usize, String> {
     let (axes, dims, group) = layout(g, layer)?;
     axes.output_channels(&dims, group).and_then(|c| usize::try_from(c).ok()).ok_or_else(|| "the weight has no output-channel axis".into())
@@ -40,9 +49,18 @@ pub fn output_channels(g: &Graph, layer: NodeId) -> Result<usize, String> {
 
 /// Checks that `layer` can absorb an affine map; `Err` says why not.
 pub fn check_foldable(g: &Graph, layer: NodeId) -> Result<(), String> {
+    check_layer(g, layer, AFFINE_LAYERS)
+}
+
+/// Checks that the weight of `layer` can absorb per-channel scales; `Err` says why not.
+pub fn check_scalable(g: &Graph, layer: NodeId) -> Result<(), String> {
+    check_layer(g, layer, SCALABLE_LAYERS)
+}
+
+fn check_layer(g: &Graph, layer: NodeId, ops: &[&str]) -> Result<(), String> {
     let n = g.node(layer).ok_or("removed")?;
-    if !n.domain().is_empty() || !matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm") {
-        return Err(format!("it is fed by {}, not by a Conv, ConvTranspose or Gemm", n.op_type()));
+    if !is_one_of(n, ops) {
+        return Err(format!("it is fed by {}, not by a {}", n.op_type(), ops.join(", ")));
     }
     let w = n.input(1).ok_or("the layer has no weight")?;
     let Some(wt) = g.constant(w) else { return Err("the layer's weight is not a constant (a graph input?)".into()) };
@@ -128,17 +146,38 @@ pub fn fold_affine(g: &Graph, layer: NodeId, scale: &[f64], shift: &[f64], patch
 /// dividing the layer's input channel `i` by `scale[i]` takes to keep its output): cross-layer
 /// equalization and smoothing of activation outliers. The bias is unchanged.
 pub fn scale_input_channels(g: &Graph, layer: NodeId, scale: &[f64], patch: &mut Patch) -> Result<(), String> {
-    check_foldable(g, layer)?;
+    scale_weight(g, layer, scale, false, patch)
+}
+
+/// Adds to `patch` multiplying output channel `i` of `layer` by `scale[i]`: its weight and, for
+/// a layer with a bias, the bias. A MatMul (no bias) included.
+pub fn scale_output_channels(g: &Graph, layer: NodeId, scale: &[f64], patch: &mut Patch) -> Result<(), String> {
+    if g.node(layer).is_some_and(|n| n.is("MatMul")) {
+        scale_weight(g, layer, scale, true, patch)
+    } else {
+        fold_affine(g, layer, scale, &vec![0.0; scale.len()], patch)
+    }
+}
+
+/// The weight of `layer` times `scale` along its output (`output`) or input channels.
+fn scale_weight(g: &Graph, layer: NodeId, scale: &[f64], output: bool, patch: &mut Patch) -> Result<(), String> {
+    check_scalable(g, layer)?;
     let (axes, dims, group) = layout(g, layer)?;
     let n = g.node(layer).ok_or("removed")?;
     let w_id = n.input(1).ok_or("no weight")?;
     let wt = g.constant(w_id).ok_or("its weight is not a constant")?;
-    let channels = axes.input_channels(&dims, group).unwrap_or(0) as usize;
+    let (channels, of) = if output {
+        (axes.output_channels(&dims, group), axes.output_channel_of_elements(&dims, group))
+    } else {
+        (axes.input_channels(&dims, group), axes.input_channel_of_elements(&dims, group))
+    };
+    let channels = channels.unwrap_or(0) as usize;
     if scale.len() != channels {
-        return Err(format!("{} per-channel values for {channels} input channels", scale.len()));
+        let side = if output { "output" } else { "input" };
+        return Err(format!("{} per-channel values for {channels} {side} channels", scale.len()));
     }
     let mut w = wt.to_f32().map_err(|e| e.to_string())?;
-    for (v, c) in w.iter_mut().zip(axes.input_channel_of_elements(&dims, group)) {
+    for (v, c) in w.iter_mut().zip(of) {
         *v = (*v as f64 * scale[c]) as f32;
     }
     patch.replace_constant(w_id, Tensor::from_f32(wt.name(), &dims, &w), layer);

@@ -29,6 +29,7 @@ pub mod quantize_static;
 pub mod quantize_weights;
 pub mod remove_noops;
 pub mod separable_conv;
+pub mod smooth_quant;
 pub mod sparse_storage;
 pub mod strip_names;
 

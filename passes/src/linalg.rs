@@ -130,14 +130,30 @@ pub fn snr_db(signal: f64, error: f64) -> f64 {
 /// Adds `Σ f(x)` over each channel along `axis` of `x` to `sum` (its energy with `f = x²`, its
 /// L1 mass with `f = |x|`); `sum` is sized by the first sample.
 pub fn accumulate_per_channel(sum: &mut Vec<f64>, x: &ndarray::ArrayD<f32>, axis: usize, f: impl Fn(f32) -> f64) -> Result<(), String> {
+    reduce_per_channel(sum, x, axis, |s, lane| *s += lane.iter().map(|&v| f(v)).sum::<f64>())
+}
+
+/// Raises each channel's entry of `max` to the largest `|x|` along `axis` of `x` (sized by the
+/// first sample): a running per-channel range.
+pub fn max_abs_per_channel(max: &mut Vec<f64>, x: &ndarray::ArrayD<f32>, axis: usize) -> Result<(), String> {
+    reduce_per_channel(max, x, axis, |m, lane| *m = lane.iter().fold(*m, |a, &v| a.max(v.abs() as f64)))
+}
+
+/// Folds each channel's lane along `axis` of `x` into its entry of `acc`, sized by the first sample.
+fn reduce_per_channel(
+    acc: &mut Vec<f64>,
+    x: &ndarray::ArrayD<f32>,
+    axis: usize,
+    fold: impl Fn(&mut f64, ndarray::ArrayViewD<'_, f32>),
+) -> Result<(), String> {
     let channels = *x.shape().get(axis).ok_or_else(|| format!("an input of shape {:?} has no axis {axis}", x.shape()))?;
-    if sum.is_empty() {
-        sum.resize(channels, 0.0);
-    } else if sum.len() != channels {
-        return Err(format!("input channels changed from {} to {channels} between samples", sum.len()));
+    if acc.is_empty() {
+        acc.resize(channels, 0.0);
+    } else if acc.len() != channels {
+        return Err(format!("input channels changed from {} to {channels} between samples", acc.len()));
     }
-    for (c, lane) in x.axis_iter(ndarray::Axis(axis)).enumerate() {
-        sum[c] += lane.iter().map(|&v| f(v)).sum::<f64>();
+    for (a, lane) in acc.iter_mut().zip(x.axis_iter(ndarray::Axis(axis))) {
+        fold(a, lane);
     }
     Ok(())
 }

@@ -99,6 +99,7 @@ declare_passes! {
     prune_magnitude::PruneMagnitude,
     prune_channels::PruneChannels,
     sparse_storage::SparseStorage,
+    smooth_quant::SmoothQuant,
     quantize_static::QuantizeStatic,
     quantize_dynamic::QuantizeDynamic,
     quantize_weights::QuantizeWeights,
