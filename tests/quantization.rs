@@ -393,6 +393,56 @@ fn the_weight_only_fallback_keeps_every_weight_int8_and_takes_activations_back()
     assert!(sqnr > 25.0, "{sqnr:.1} dB");
 }
 
+#[test]
+fn the_tensor_fallback_takes_back_the_worst_activation_only() {
+    use whittle_passes::quantize_static::FallbackUnit;
+    // x -> c1 (1x1, its output channel 0 fifty times the others) -> c2 (reading channel 0 through
+    // weights fifty times smaller) -> y: one per-tensor range for c1's output starves channels
+    // 1-3, and keeping that one tensor float recovers them.
+    let mut b = GraphBuilder::new(13);
+    let x = b.input("x", DataType::Float, &[1, 2, 4, 4]);
+    let mut w1 = weights(8, 71);
+    w1[0] *= 50.0;
+    w1[1] *= 50.0;
+    let w1 = b.constant("w1", Tensor::from_f32("w1", &[4, 2, 1, 1], &w1));
+    let y1 = b.node("Conv", &[x, w1], &["y1"], vec![])[0];
+    let mut w2 = weights(12, 72);
+    for o in 0..3 {
+        w2[o * 4] /= 50.0;
+    }
+    let w2 = b.constant("w2", Tensor::from_f32("w2", &[3, 4, 1, 1], &w2));
+    let y = b.node("Conv", &[y1, w2], &["y"], vec![])[0];
+    b.output(y);
+    let mut model = b.finish();
+    infer_shapes(&mut model, &InferOptions { input_shapes: vec![("x".into(), vec![1, 2, 4, 4])] }).unwrap();
+    let data = random(&[1, 2, 4, 4], 4);
+    let spec = VerifySpec { min_sqnr_db: Some(500.0), ..VerifySpec::default() };
+    let measure =
+        TractMeasure::new(&data, vec![("x".into(), vec![1, 2, 4, 4])], &model, &spec, CompareOptions::default(), None, "d".into());
+    let run = |rounds: usize| {
+        let params = Params { method: Method::Minmax, fallback_rounds: rounds, fallback_unit: FallbackUnit::Tensor, ..Params::default() };
+        let mut after = model.clone();
+        let report = QuantizeStatic::new(params).run(&mut after, &PassContext::with_measure(&measure as &dyn Measure)).unwrap();
+        (after, report)
+    };
+    let (plain, _) = run(0);
+    let (fallback, report) = run(1);
+    let notes = format!("{:?} {:?}", report.notes, report.declined);
+    let kept: Vec<&str> = report.declined.iter().filter(|d| d.reason.contains("no QDQ pair")).map(|d| d.node.as_str()).collect();
+    assert_eq!(kept, ["y1 (output `y1`)"], "{notes}");
+    let g = &fallback.graph;
+    let reads_dq = |node: &str, slot: usize| {
+        let n = g.node(g.value(g.value_by_name(node).unwrap()).producer().unwrap()).unwrap();
+        n.input(slot).and_then(|v| g.value(v).producer()).and_then(|p| g.node(p)).is_some_and(|p| p.is("DequantizeLinear"))
+    };
+    assert!(reads_dq("y1", 0) && !reads_dq("y", 0), "only c2's input is float: {notes}");
+    assert!(reads_dq("y1", 1) && reads_dq("y", 1), "every weight stays int8: {notes}");
+    let size = |m: &Model| whittle_graph::encode_for_runtime(m).len();
+    assert!(size(&fallback) <= size(&plain), "{} bytes against {}", size(&fallback), size(&plain));
+    let (before, after) = (measure.fidelity(&plain).unwrap().min_sqnr_db, measure.fidelity(&fallback).unwrap().min_sqnr_db);
+    assert!(after > before + 5.0, "{before:.1} dB -> {after:.1} dB");
+}
+
 fn smooth() -> SmoothQuant {
     SmoothQuant::new(smooth_quant::Params::default())
 }

@@ -20,9 +20,12 @@
 //!    Conv's bias absorbs the expected output shift of its weight rounding, from per-channel input
 //!    means collected in the same calibration stream.
 //! 6. Accuracy-aware fallback (`fallback_rounds` > 0): while the pipeline's accuracy thresholds
-//!    fail on the calibration data, the quantized nodes with the lowest predicted SQNR (from the
-//!    histograms and the weights, no extra run) are kept in float, a growing share per round; the
-//!    report lists them and the fidelity after each round. Choices use calibration data only.
+//!    fail on the calibration data, the units that gain most when kept in float (measured one by
+//!    one on the calibration data, per kB of float weights; or the nodes with the lowest
+//!    predicted SQNR) are kept in float, a growing share per round, and the best round is kept;
+//!    the report lists them and the fidelity after each round. A unit is a node (its weights and
+//!    activation points) or, with `fallback_unit: tensor`, one activation tensor (its QDQ pair:
+//!    no size cost). Choices use calibration data only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -74,6 +77,10 @@ pub struct Params {
     /// How the fallback ranks nodes: `measured` (each node kept float alone, fidelity measured on
     /// the calibration data, gain per kB of float weights) or `predicted` (histogram SQNR, no run).
     pub fallback_ranking: Ranking,
+    /// What the fallback takes back: whole `node`s, or single activation `tensor`s (their QDQ
+    /// pair only: no size cost, every weight stays int8; onnxruntime runs the ops next to a float
+    /// tensor in float).
+    pub fallback_unit: FallbackUnit,
 }
 
 impl Default for Params {
@@ -96,6 +103,7 @@ impl Default for Params {
             fallback_share: 0.05,
             fallback_keep: FallbackKeep::Float,
             fallback_ranking: Ranking::Measured,
+            fallback_unit: FallbackUnit::Node,
         }
     }
 }
@@ -158,6 +166,43 @@ pub enum Ranking {
     Predicted,
 }
 
+/// What the accuracy fallback takes back from INT8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackUnit {
+    #[default]
+    Node,
+    Tensor,
+}
+
+/// One thing the fallback can keep in float.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    Node(NodeId),
+    /// An activation tensor: its QDQ pair.
+    Tensor(ValueId),
+}
+
+/// What a fallback round keeps in float.
+#[derive(Default)]
+struct Float {
+    nodes: BTreeSet<NodeId>,
+    tensors: BTreeSet<ValueId>,
+}
+
+impl Float {
+    fn of(units: impl IntoIterator<Item = Unit>) -> Float {
+        let mut f = Float::default();
+        for u in units {
+            match u {
+                Unit::Node(n) => f.nodes.insert(n),
+                Unit::Tensor(v) => f.tensors.insert(v),
+            };
+        }
+        f
+    }
+}
+
 pub struct QuantizeStatic {
     params: Params,
     selection: Selection,
@@ -187,6 +232,7 @@ impl PassDef for QuantizeStatic {
         ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
         ("fallback_keep", "float|weights", "what a node taken back keeps: all float, or its int8 weights (weight-only: no size cost)"),
         ("fallback_ranking", "measured|predicted", "rank by measured fidelity gain per kB, or by predicted SQNR"),
+        ("fallback_unit", "node|tensor", "what the fallback takes back: whole nodes, or single activation tensors (no size cost)"),
     ];
     fn new(params: Params) -> Self {
         let selection = Selection { op_types: params.op_types.clone(), include: params.include.clone(), exclude: params.exclude.clone() };
@@ -204,16 +250,34 @@ impl QuantizeStatic {
         }
     }
 
-    /// How the report calls what the fallback does to a node.
+    /// How the report calls what the fallback does to a unit.
     fn kept_what(&self) -> &'static str {
-        match self.params.fallback_keep {
-            FallbackKeep::Float => "kept in float",
-            FallbackKeep::Weights => "activations kept in float (weights int8)",
+        match (self.params.fallback_unit, self.params.fallback_keep) {
+            (FallbackUnit::Tensor, _) => "kept in float (no QDQ pair)",
+            (_, FallbackKeep::Float) => "kept in float",
+            (_, FallbackKeep::Weights) => "activations kept in float (weights int8)",
         }
     }
 
-    /// The quantization plan with `float_nodes` kept float and `per_tensor` weights per tensor.
-    fn plan(&self, g: &Graph, order: &[NodeId], float_nodes: &BTreeSet<NodeId>, per_tensor: &BTreeSet<NodeId>) -> Plan {
+    /// Where a unit is reported: the node, or the node producing the tensor (the tensor's name
+    /// for a graph input), with its op type.
+    fn unit_label(g: &Graph, unit: Unit) -> (String, String) {
+        let node = match unit {
+            Unit::Node(n) => Some(n),
+            Unit::Tensor(v) => g.value(v).producer(),
+        };
+        let op = node.and_then(|n| g.node(n)).map(|n| n.op_type().to_string()).unwrap_or_default();
+        let label = match (unit, node) {
+            (Unit::Node(n), _) => g.node_label(n),
+            (Unit::Tensor(v), Some(p)) => format!("{} (output `{}`)", g.node_label(p), g.value(v).name),
+            (Unit::Tensor(v), None) => format!("input `{}`", g.value(v).name),
+        };
+        (label, op)
+    }
+
+    /// The quantization plan with `float` kept float and `per_tensor` weights per tensor.
+    fn plan(&self, g: &Graph, order: &[NodeId], float: &Float, per_tensor: &BTreeSet<NodeId>) -> Plan {
+        let float_nodes = &float.nodes;
         let fuse = self.params.fuse_activations && !self.params.symmetric_activations;
         let activation_matmul = |id: NodeId| g.node(id).is_some_and(|n| n.is("MatMul")) && plan::role(g, id) == Ok(Some(Role::Compute));
         let selected = |id: NodeId| {
@@ -239,6 +303,7 @@ impl QuantizeStatic {
                 *axis = None;
             }
         }
+        plan.keep_float(&float.tensors);
         plan
     }
 
@@ -316,6 +381,11 @@ impl Pass for QuantizeStatic {
                 "quantize_static: fallback_keep: weights needs fallback_ranking: measured (the predicted ranking is by weight SQNR, which this fallback keeps)",
             ));
         }
+        if self.params.fallback_unit == FallbackUnit::Tensor && self.params.fallback_ranking == Ranking::Predicted {
+            return Err(PassError::unsupported_model(
+                "quantize_static: fallback_unit: tensor needs fallback_ranking: measured (the predicted ranking ranks nodes)",
+            ));
+        }
         let measure = ctx.require_measure(Self::NAME)?;
         let mut notes = Vec::new();
         if let Some(note) = quant::ensure_opset_13(model)? {
@@ -324,9 +394,9 @@ impl Pass for QuantizeStatic {
         let float = model.clone();
         let g = &float.graph;
         let order = crate::driver::topo_order(g)?;
-        let (per_tensor, granularity_note) = self.per_tensor_nodes(g, &self.plan(g, &order, &BTreeSet::new(), &BTreeSet::new()));
+        let (per_tensor, granularity_note) = self.per_tensor_nodes(g, &self.plan(g, &order, &Float::default(), &BTreeSet::new()));
         notes.extend(granularity_note);
-        let full = self.plan(g, &order, &BTreeSet::new(), &per_tensor);
+        let full = self.plan(g, &order, &Float::default(), &per_tensor);
         let values: Vec<ValueId> = full.calibrated().into_iter().collect();
         // Bias correction needs the per-channel means of every quantized Conv's input.
         let mean_values: Vec<ValueId> = if self.params.bias_correction {
@@ -357,17 +427,24 @@ impl Pass for QuantizeStatic {
         });
 
         let (mut best, mut report) = self.build(&float, &full, &stats, &means);
-        let mut declined_plan = full.declined.clone();
+        let mut declined_plan: Vec<(Unit, String)> = full.declined.iter().map(|(n, why)| (Unit::Node(*n), why.clone())).collect();
         if self.params.fallback_rounds > 0 {
             let mut fidelity = measure.fidelity(&best).map_err(|e| PassError::new(format!("fallback: {e}")))?;
-            let candidates: Vec<NodeId> = full.nodes.iter().filter(|(_, r)| **r != Role::DataMovement).map(|(n, _)| *n).collect();
-            notes.push(format!("fallback round 0 (all {} quantizable nodes quantized): {}", candidates.len(), fidelity.summary));
+            let candidates: Vec<Unit> = match self.params.fallback_unit {
+                FallbackUnit::Node => full.nodes.iter().filter(|(_, r)| **r != Role::DataMovement).map(|(n, _)| Unit::Node(*n)).collect(),
+                FallbackUnit::Tensor => full.calibrated().into_iter().map(Unit::Tensor).collect(),
+            };
+            let what = match self.params.fallback_unit {
+                FallbackUnit::Node => "quantizable nodes",
+                FallbackUnit::Tensor => "activation tensors",
+            };
+            notes.push(format!("fallback round 0 (all {} {what} quantized): {}", candidates.len(), fidelity.summary));
             // Rankings are computed only when the thresholds fail.
-            let ranking: Vec<(NodeId, String)> = if fidelity.thresholds_pass != Some(false) {
+            let ranking: Vec<(Unit, String)> = if fidelity.thresholds_pass != Some(false) {
                 Vec::new()
             } else if self.params.fallback_ranking == Ranking::Predicted {
                 let predicted = self.sensitivity(&float, &full, &stats);
-                predicted.iter().map(|(n, db)| (*n, format!("predicted SQNR {db:.1} dB"))).collect()
+                predicted.iter().map(|(n, db)| (Unit::Node(*n), format!("predicted SQNR {db:.1} dB"))).collect()
             } else {
                 self.measured_ranking(measure, &float, &order, &per_tensor, &candidates, &stats, &means, fidelity.min_sqnr_db)?
             };
@@ -380,14 +457,15 @@ impl Pass for QuantizeStatic {
             while fidelity.thresholds_pass == Some(false) && round < self.params.fallback_rounds && !ranking.is_empty() {
                 round += 1;
                 let keep = ((quantized as f64 * share).ceil() as usize).clamp(1, quantized);
-                let float_nodes: BTreeSet<NodeId> = ranking.iter().take(keep).map(|(n, _)| *n).collect();
-                let plan = self.plan(g, &order, &float_nodes, &per_tensor);
+                let plan = self.plan(g, &order, &Float::of(ranking.iter().take(keep).map(|(u, _)| *u)), &per_tensor);
                 let (candidate, r) = self.build(&float, &plan, &stats, &means);
                 fidelity = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback: {e}")))?;
                 let keep = keep.min(ranking.len());
-                let kept: Vec<String> = ranking.iter().take(keep).map(|(n, why)| format!("{} ({why})", g.node_label(*n))).collect();
+                let kept: Vec<String> =
+                    ranking.iter().take(keep).map(|(u, why)| format!("{} ({why})", Self::unit_label(g, *u).0)).collect();
                 notes.push(format!(
-                    "fallback round {round}: {keep} nodes {}: {}; on calibration data: {}",
+                    "fallback round {round}: {keep} {} {}: {}; on calibration data: {}",
+                    if self.params.fallback_unit == FallbackUnit::Tensor { "tensors" } else { "nodes" },
                     self.kept_what(),
                     kept.join(", "),
                     fidelity.summary
@@ -399,12 +477,12 @@ impl Pass for QuantizeStatic {
                     _ => fidelity.min_sqnr_db > best_fidelity.min_sqnr_db,
                 };
                 if better {
-                    declined_plan = plan.declined.clone();
+                    declined_plan = plan.declined.iter().map(|(n, why)| (Unit::Node(*n), why.clone())).collect();
                     declined_plan.extend(
                         ranking
                             .iter()
                             .take(keep)
-                            .map(|(n, why)| (*n, format!("{} by the accuracy fallback (round {round}; {why})", self.kept_what()))),
+                            .map(|(u, why)| (*u, format!("{} by the accuracy fallback (round {round}; {why})", self.kept_what()))),
                     );
                     (best, report) = (candidate, r);
                     (best_fidelity, best_round) = (fidelity.clone(), round);
@@ -421,9 +499,9 @@ impl Pass for QuantizeStatic {
                 Some(true) => {}
             }
         }
-        for (n, why) in declined_plan {
-            let op = g.node(n).map(|x| x.op_type().to_string()).unwrap_or_default();
-            report.decline(g.node_label(n), op, why);
+        for (unit, why) in declined_plan {
+            let (label, op) = Self::unit_label(g, unit);
+            report.decline(label, op, why);
         }
         report.notes.splice(0..0, notes);
         *model = best;
@@ -479,9 +557,10 @@ impl QuantizeStatic {
         Ok((stats, means, false))
     }
 
-    /// Quantized nodes ranked by what keeping each one alone in float gains, measured on the
-    /// calibration data: SQNR gain in dB per kB of weights kept float (plus 4 kB, so that nodes
-    /// without weights do not win by dividing by nothing). Nodes that gain nothing are left out.
+    /// Units ranked by what keeping each one alone in float gains, measured on the calibration
+    /// data: SQNR gain in dB per kB of weights kept float (plus 4 kB, so that nodes without
+    /// weights do not win by dividing by nothing; tensors cost none). Units that gain nothing are
+    /// left out.
     #[allow(clippy::too_many_arguments)]
     fn measured_ranking(
         &self,
@@ -489,23 +568,23 @@ impl QuantizeStatic {
         float: &Model,
         order: &[NodeId],
         per_tensor: &BTreeSet<NodeId>,
-        nodes: &[NodeId],
+        units: &[Unit],
         stats: &BTreeMap<ValueId, Stats>,
         means: &BTreeMap<ValueId, Vec<f64>>,
         base_db: f64,
-    ) -> Result<Vec<(NodeId, String)>, PassError> {
+    ) -> Result<Vec<(Unit, String)>, PassError> {
         let g = &float.graph;
         let mut scored = Vec::new();
-        for &id in nodes {
-            let plan = self.plan(g, order, &BTreeSet::from([id]), per_tensor);
+        for &unit in units {
+            let plan = self.plan(g, order, &Float::of([unit]), per_tensor);
             let (candidate, _) = self.build(float, &plan, stats, means);
             let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;
             let gain = f.min_sqnr_db - base_db;
             let weight_only = self.params.fallback_keep == FallbackKeep::Weights;
-            let kb = if weight_only {
-                0.0
-            } else {
-                g.node(id).map_or(0.0, |n| {
+            let kb = match unit {
+                Unit::Tensor(_) => 0.0,
+                Unit::Node(_) if weight_only => 0.0,
+                Unit::Node(id) => g.node(id).map_or(0.0, |n| {
                     n.inputs()
                         .iter()
                         .flatten()
@@ -513,11 +592,19 @@ impl QuantizeStatic {
                         .filter(|t| t.dims().len() > 1)
                         .map(|t| t.numel() as f64 * 3.0 / 1024.0)
                         .sum()
-                })
+                }),
             };
-            let what = if weight_only { "with float activations (int8 weights)" } else { "when float" };
+            let what = match unit {
+                Unit::Tensor(_) => "when float",
+                Unit::Node(_) if weight_only => "with float activations (int8 weights)",
+                Unit::Node(_) => "when float",
+            };
+            let cost = match unit {
+                Unit::Tensor(_) => "no size cost".to_string(),
+                Unit::Node(_) => format!("{kb:.1} kB more"),
+            };
             if gain > 0.0 {
-                scored.push((id, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data {what}, {kb:.1} kB more")));
+                scored.push((unit, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data {what}, {cost}")));
             }
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

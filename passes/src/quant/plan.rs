@@ -160,6 +160,26 @@ impl Plan {
         self.points.values().filter_map(|p| if let Params::Calibrated(v) = p.params { Some(v) } else { None }).collect()
     }
 
+    /// Keeps the values `float` in float: their points go, and with them the points of data
+    /// movement that took their parameters. A fused activation whose point goes stays in the graph.
+    pub fn keep_float(&mut self, float: &BTreeSet<ValueId>) {
+        self.points.retain(|v, _| !float.contains(v));
+        loop {
+            let orphans: Vec<ValueId> = self
+                .points
+                .iter()
+                .filter(|(_, p)| matches!(p.params, Params::SameAs(root) if !self.points.contains_key(&root)))
+                .map(|(&v, _)| v)
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for v in orphans {
+                self.points.remove(&v);
+            }
+        }
+    }
+
     /// The point whose parameters `v`'s point uses (following data movement).
     pub fn root(&self, mut v: ValueId) -> Option<ValueId> {
         for _ in 0..self.points.len() + 1 {
