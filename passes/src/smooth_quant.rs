@@ -113,6 +113,9 @@ fn reads_activation(g: &Graph, id: NodeId) -> Result<ValueId, String> {
         return Err("the Gemm has transA: its input channels are not the last axis".into());
     }
     let x = n.input(0).ok_or("no activation input")?;
+    if g.constant(x).is_some() {
+        return Err("its first operand is a constant".into());
+    }
     let w = n.input(1).and_then(|w| g.constant(w)).ok_or("its weight is not a constant (an activation x activation product)")?;
     if w.dims().len() != 2 {
         return Err(format!("its weight has rank {}, not 2", w.dims().len()));
