@@ -60,7 +60,8 @@ pub fn check_scalable(g: &Graph, layer: NodeId) -> Result<(), String> {
 fn check_layer(g: &Graph, layer: NodeId, ops: &[&str]) -> Result<(), String> {
     let n = g.node(layer).ok_or("removed")?;
     if !is_one_of(n, ops) {
-        return Err(format!("it is fed by {}, not by a {}", n.op_type(), ops.join(", ")));
+        let (last, rest) = ops.split_last().expect("a list of ops");
+        return Err(format!("it is fed by {}, not by a {} or {last}", n.op_type(), rest.join(", ")));
     }
     let w = n.input(1).ok_or("the layer has no weight")?;
     let Some(wt) = g.constant(w) else { return Err("the layer's weight is not a constant (a graph input?)".into()) };

@@ -67,7 +67,7 @@ pub struct Params {
     pub statistics: Option<String>,
     /// Rounds of the accuracy-aware fallback (0: off).
     pub fallback_rounds: usize,
-    /// Share of the quantized nodes kept in float in the first fallback round; doubles each round.
+    /// Share of the ranked units kept in float in the first fallback round; doubles each round.
     pub fallback_share: f64,
     /// What a node the fallback takes back keeps: `float` (all of it), or `weights` (its weights
     /// stay int8 behind a DequantizeLinear and it adds no QDQ pair of its own: no size cost; a
@@ -229,8 +229,12 @@ impl PassDef for QuantizeStatic {
         ("bias_correction", "bool", "correct Conv biases for the weight rounding's expected shift"),
         ("statistics", "path", "calibration statistics file: reused for the same model and data, else written"),
         ("fallback_rounds", "int", "rounds of accuracy-aware float fallback (0: off)"),
-        ("fallback_share", "float", "share of quantized nodes kept float in round 1 (doubles)"),
-        ("fallback_keep", "float|weights", "what a node taken back keeps: all float, or its int8 weights (weight-only: no size cost)"),
+        ("fallback_share", "float", "share of the ranked nodes or tensors kept float in round 1 (doubles)"),
+        (
+            "fallback_keep",
+            "float|weights",
+            "what a node taken back keeps: all float, or its int8 weights (weight-only: no size cost; fallback_unit node)",
+        ),
         ("fallback_ranking", "measured|predicted", "rank by measured fidelity gain per kB, or by predicted SQNR"),
         ("fallback_unit", "node|tensor", "what the fallback takes back: whole nodes, or single activation tensors (no size cost)"),
     ];
@@ -253,7 +257,7 @@ impl QuantizeStatic {
     /// How the report calls what the fallback does to a unit.
     fn kept_what(&self) -> &'static str {
         match (self.params.fallback_unit, self.params.fallback_keep) {
-            (FallbackUnit::Tensor, _) => "kept in float (no QDQ pair)",
+            (FallbackUnit::Tensor, _) => "kept in float (its QDQ pair taken back)",
             (_, FallbackKeep::Float) => "kept in float",
             (_, FallbackKeep::Weights) => "activations kept in float (weights int8)",
         }

@@ -24,7 +24,9 @@
 //! Declined, with the reason: an `X` read by anything but the smoothed layers and `Shape` (a
 //! residual path would need the unsmoothed value), a chain that reaches an op that cannot absorb
 //! a scale (no Mul is inserted), a constant that does not broadcast along the last axis only, a
-//! Gemm with `transA`, shared or non-constant weights.
+//! value on the chain whose last axis is not known to hold the channels, a Gemm with `transA`,
+//! shared weights. MatMuls of two activations are no candidates. Sites are smoothed downstream
+//! first, so a second run finds every scale at 1 (unless one was clamped to its bounds).
 
 use std::collections::BTreeMap;
 
@@ -165,6 +167,11 @@ fn absorbers(g: &Graph, x: ValueId, rank: usize, k: usize, layers: &[NodeId]) ->
     let mut found = Vec::new();
     let mut v = x;
     loop {
+        // A constant widened from one value to `k` must not change the shape of what it makes.
+        let last = g.value(v).shape.as_ref().and_then(|s| s.0.last()).and_then(|d| d.known());
+        if last != Some(k as i64) {
+            return Err(format!("the last axis of `{}` is not known to hold the {k} channels", g.value(v).name));
+        }
         let p =
             g.value(v).producer().ok_or_else(|| format!("`{}` is a graph input: nothing before it absorbs a scale", g.value(v).name))?;
         let n = g.node(p).ok_or("removed")?;
@@ -176,7 +183,8 @@ fn absorbers(g: &Graph, x: ValueId, rank: usize, k: usize, layers: &[NodeId]) ->
                 let slot = match (constant_operand(0)?, constant_operand(1)?) {
                     (None, Some(_)) => 1,
                     (Some(_), None) if op != "Div" => 0,
-                    _ => return Err(format!("{op} {} does not apply a constant per channel", g.node_label(p))),
+                    (Some(_), None) => return Err(format!("Div {} divides a constant by the activation", g.node_label(p))),
+                    _ => return Err(format!("{op} {} does not apply a constant per channel (two activations)", g.node_label(p))),
                 };
                 found.push(Absorber::Operand { node: p, slot, multiply: op == "Div" });
                 if matches!(op, "Mul" | "Div") {
@@ -241,6 +249,7 @@ impl SmoothQuant {
                 Err(why) => report.decline(g.node_label(id), op, why),
             }
         }
+        let position: BTreeMap<NodeId, usize> = topo_order(g)?.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         let mut sites = Vec::new();
         for (x, layers) in by_input {
             let ks: Vec<usize> = layers.iter().map(|&l| channel_ranges(g, l, false).map(|r| r.len()).unwrap_or(0)).collect();
@@ -267,6 +276,10 @@ impl SmoothQuant {
                 }
             }
         }
+        // Downstream first: a layer that absorbs the scale of a later site (its columns) has them
+        // final before its own rows are measured for its input's site, so a second run finds
+        // every scale at 1.
+        sites.sort_by_key(|s| std::cmp::Reverse(g.value(s.x).producer().and_then(|p| position.get(&p).copied())));
         Ok(sites)
     }
 
@@ -345,6 +358,9 @@ impl Pass for SmoothQuant {
             return Err(PassError::new(format!("smooth_quant: alpha {} is not in [0, 1]", self.params.alpha)));
         }
         self.selection().check().map_err(PassError::new)?;
+        if let Some(op) = self.params.op_types.iter().find(|o| !LAYER_OPS.contains(&o.as_str())) {
+            return Err(PassError::new(format!("smooth_quant: op_types may hold MatMul and Gemm, not {op}")));
+        }
         let mut report = PassReport::default();
         let sites = self.sites(&model.graph, &mut report)?;
         if sites.is_empty() {
@@ -373,7 +389,7 @@ impl Pass for SmoothQuant {
                 report.decline(
                     label,
                     op,
-                    format!("`{}` has {} channels on its last axis, its readers {}", names[0], max.len(), site.channels),
+                    format!("`{}` has {} channels on its last axis, its readers {}", g.value(site.x).name, max.len(), site.channels),
                 );
                 continue;
             }
