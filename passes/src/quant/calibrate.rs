@@ -52,12 +52,15 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Adds one sample's elements (non-finite elements are ignored).
-    pub fn add(&mut self, data: impl Iterator<Item = f32> + Clone) {
+    /// Adds one sample's elements (non-finite elements are ignored). A slice, not an ndarray
+    /// iterator: walking a dynamic-rank array element by element costs as much as the model run.
+    pub fn add(&mut self, data: &[f32]) {
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for x in data.clone().filter(|x| x.is_finite()) {
-            lo = lo.min(x);
-            hi = hi.max(x);
+        for &x in data {
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
         }
         if lo > hi {
             return;
@@ -72,11 +75,15 @@ impl Stats {
             self.double();
         }
         let width = 2.0 * self.range / BINS as f32;
-        for x in data.filter(|x| x.is_finite()) {
-            let b = ((x + self.range) / width) as usize;
-            self.counts[b.min(BINS - 1)] += 1;
-            self.count += 1;
+        let mut added = 0;
+        for &x in data {
+            if x.is_finite() {
+                let b = ((x + self.range) / width) as usize;
+                self.counts[b.min(BINS - 1)] += 1;
+                added += 1;
+            }
         }
+        self.count += added;
     }
 
     fn double(&mut self) {
@@ -272,8 +279,8 @@ mod tests {
     #[test]
     fn doubling_keeps_every_count_and_the_exact_extremes() {
         let mut s = Stats::default();
-        s.add([0.5f32, -0.25].into_iter());
-        s.add([3.0f32, -7.0, 0.1].into_iter());
+        s.add(&[0.5f32, -0.25]);
+        s.add(&[3.0f32, -7.0, 0.1]);
         assert_eq!(s.count, 5);
         assert_eq!(s.counts.iter().sum::<u64>(), 5);
         assert_eq!((s.min, s.max), (-7.0, 3.0));
@@ -285,10 +292,10 @@ mod tests {
         let data: Vec<f32> = (0..4000).map(|i| ((i * 37 % 1000) as f32 - 300.0) / 10.0).collect();
         let mut streamed = Stats::default();
         for chunk in data.chunks(7) {
-            streamed.add(chunk.iter().copied());
+            streamed.add(chunk);
         }
         let mut once = Stats::default();
-        once.add(data.iter().copied());
+        once.add(&data);
         // Same extremes and count; quantiles agree to the streamed histogram's resolution.
         assert_eq!((streamed.min, streamed.max, streamed.count), (once.min, once.max, once.count));
         for q in [0.01, 0.5, 0.99] {
@@ -302,7 +309,7 @@ mod tests {
         let mut s = Stats::default();
         let mut data: Vec<f32> = (0..100_000).map(|i| (i % 200) as f32 / 100.0 - 1.0).collect();
         data.push(50.0);
-        s.add(data.iter().copied());
+        s.add(&data);
         let (_, hi) = s.choose_range(Method::Minmax, 99.99, QType::Uint8, false);
         assert_eq!(hi, 50.0);
         for m in [Method::Percentile, Method::Mse, Method::Entropy] {

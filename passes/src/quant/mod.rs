@@ -99,7 +99,10 @@ pub fn calibrate_with_means(
         })
         .collect();
     measure.stream(model, &all, &mut |_, arrays| {
-        stats.par_iter_mut().zip(arrays[..values.len()].par_iter()).for_each(|(s, a)| s.add(a.iter().copied()));
+        stats
+            .par_iter_mut()
+            .zip(arrays[..values.len()].par_iter())
+            .for_each(|(s, a)| s.add(a.as_standard_layout().as_slice().expect("standard layout")));
         channel_means.par_iter_mut().zip(mean_at.par_iter()).for_each(|(m, &k)| m.add(&arrays[k]));
         Ok(())
     })?;
