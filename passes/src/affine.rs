@@ -19,6 +19,28 @@ use crate::rewrite::is_exclusive_constant;
 /// The largest compact (ConstantOfShape) weight a fold may write out as data.
 const MAX_MATERIALIZED_BYTES: u64 = 1024;
 
+/// The values of a constant operand that applies one value per channel along `axis` of a
+/// rank-`rank` value with `channels` channels: its dims right-aligned with the value's, every
+/// other dim 1 (one value in all counts too, repeated). `channels` values, as f64.
+pub fn per_channel_constant(t: &Tensor, rank: usize, axis: usize, channels: usize) -> Result<Vec<f64>, String> {
+    let dims = t.dims();
+    if dims.len() > rank {
+        return Err(format!("the constant has rank {} above its operand's rank {rank}", dims.len()));
+    }
+    let pos = (axis + dims.len()).checked_sub(rank);
+    if !dims.iter().enumerate().all(|(i, &d)| d == 1 || (Some(i) == pos && d as usize == channels)) {
+        return Err(format!(
+            "the constant of shape {dims:?} does not broadcast along the channel axis only (axis {axis}, {channels} channels)"
+        ));
+    }
+    let values = t.to_f32().map_err(|e| format!("the constant cannot be read as f32: {e}"))?;
+    match values.len() {
+        1 => Ok(vec![values[0] as f64; channels]),
+        n if n == channels => Ok(values.iter().map(|&v| v as f64).collect()),
+        n => Err(format!("{n} values for {channels} channels")),
+    }
+}
+
 /// The layers that absorb a per-output-channel affine map (a weight and a bias).
 const AFFINE_LAYERS: &[&str] = &["Conv", "ConvTranspose", "Gemm"];
 /// The layers whose constant weight (input 1) absorbs per-channel scales: a MatMul too.

@@ -14,7 +14,7 @@
 
 use whittle_graph::{Graph, Model, NodeId, ValueId};
 
-use crate::affine::{check_foldable, fold_into_layer, output_channels};
+use crate::affine::{check_foldable, fold_into_layer, output_channels, per_channel_constant};
 use crate::driver::{Match, rewrite_nodes};
 use crate::pass::{NoParams, Pass, PassContext, PassDef, PassError, PassReport};
 use crate::rewrite::single_reader;
@@ -58,27 +58,12 @@ fn match_node(g: &Graph, id: NodeId) -> Result<Option<Fold>, String> {
     }
     check_foldable(g, layer)?;
     let channels = output_channels(g, layer)?;
-    let ct = g.constant(c).expect("matched");
-    let values = ct.to_f32().map_err(|e| format!("the constant cannot be read as f32: {e}"))?;
     let layer_rank = g.value(x).shape.as_ref().map(|s| s.rank()).or_else(|| {
         let w = g.node(layer)?.input(1)?;
         Some(if g.node(layer)?.is("Gemm") { 2 } else { g.constant(w)?.dims().len() })
     });
     let rank = layer_rank.ok_or("the layer's output rank is unknown")?;
-    let dims = ct.dims();
-    if dims.len() > rank {
-        return Err(format!("the constant has rank {} above the layer output's rank {rank}", dims.len()));
-    }
-    // Right-align the constant's dims with the output's; only the channel axis (1) may exceed 1.
-    let channel_pos = (dims.len() + 1).checked_sub(rank);
-    let per_channel = dims.iter().enumerate().all(|(i, &d)| d == 1 || (Some(i) == channel_pos && d as usize == channels));
-    if !per_channel {
-        return Err(format!("the constant of shape {dims:?} does not broadcast along the channel axis only"));
-    }
-    let per_c: Vec<f64> = if values.len() == 1 { vec![values[0] as f64; channels] } else { values.iter().map(|&v| v as f64).collect() };
-    if per_c.len() != channels {
-        return Err(format!("{} values for {channels} channels", per_c.len()));
-    }
+    let per_c = per_channel_constant(g.constant(c).expect("matched"), rank, 1, channels)?;
     let (scale, shift) = match op {
         "Mul" => (per_c, vec![0.0; channels]),
         "Div" => {

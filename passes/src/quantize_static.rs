@@ -584,31 +584,26 @@ impl QuantizeStatic {
             let (candidate, _) = self.build(float, &plan, stats, means);
             let f = measure.fidelity(&candidate).map_err(|e| PassError::new(format!("fallback sensitivity: {e}")))?;
             let gain = f.min_sqnr_db - base_db;
-            let weight_only = self.params.fallback_keep == FallbackKeep::Weights;
-            let kb = match unit {
-                Unit::Tensor(_) => 0.0,
-                Unit::Node(_) if weight_only => 0.0,
-                Unit::Node(id) => g.node(id).map_or(0.0, |n| {
-                    n.inputs()
-                        .iter()
-                        .flatten()
-                        .filter_map(|v| g.constant(*v))
-                        .filter(|t| t.dims().len() > 1)
-                        .map(|t| t.numel() as f64 * 3.0 / 1024.0)
-                        .sum()
-                }),
-            };
-            let what = match unit {
-                Unit::Tensor(_) => "when float",
-                Unit::Node(_) if weight_only => "with float activations (int8 weights)",
-                Unit::Node(_) => "when float",
-            };
-            let cost = match unit {
-                Unit::Tensor(_) => "no size cost".to_string(),
-                Unit::Node(_) => format!("{kb:.1} kB more"),
+            let (kb, how) = match unit {
+                Unit::Tensor(_) => (0.0, "when float, no size cost".to_string()),
+                Unit::Node(_) if self.params.fallback_keep == FallbackKeep::Weights => {
+                    (0.0, "with float activations (int8 weights), 0.0 kB more".to_string())
+                }
+                Unit::Node(id) => {
+                    let kb = g.node(id).map_or(0.0, |n| {
+                        n.inputs()
+                            .iter()
+                            .flatten()
+                            .filter_map(|v| g.constant(*v))
+                            .filter(|t| t.dims().len() > 1)
+                            .map(|t| t.numel() as f64 * 3.0 / 1024.0)
+                            .sum()
+                    });
+                    (kb, format!("when float, {kb:.1} kB more"))
+                }
             };
             if gain > 0.0 {
-                scored.push((unit, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data {what}, {cost}")));
+                scored.push((unit, gain / (kb + 4.0), format!("+{gain:.2} dB SQNR on calibration data {how}")));
             }
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

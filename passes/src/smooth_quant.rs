@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use whittle_graph::patch::Patch;
 use whittle_graph::{DataType, Graph, Model, NodeId, Tensor, ValueId};
 
-use crate::affine::{channel_ranges, check_scalable, scale_input_channels, scale_output_channels};
+use crate::affine::{channel_ranges, check_scalable, per_channel_constant, scale_input_channels, scale_output_channels};
 use crate::driver::topo_order;
 use crate::pass::{Pass, PassContext, PassDef, PassError, PassReport};
 use crate::quant::Selection;
@@ -145,20 +145,13 @@ fn only_read_by(g: &Graph, v: ValueId, allowed: &[NodeId]) -> Result<(), String>
     Ok(())
 }
 
-/// Values of a constant broadcasting along the last axis of a rank-`rank` value with `k`
-/// channels only: `k` values (one repeated for a single value).
+/// Values of a constant applying one value per channel along the last axis of a rank-`rank`
+/// value with `k` channels. f32 only: the smoothed constant replaces it as f32.
 fn per_last_axis(t: &Tensor, rank: usize, k: usize) -> Result<Vec<f64>, String> {
-    let dims = t.dims();
     if t.dtype() != DataType::Float {
         return Err(format!("the constant is {}, not f32", t.dtype()));
     }
-    let leading_ones = dims.iter().rev().skip(1).all(|&d| d == 1);
-    let last = dims.last().copied().unwrap_or(1);
-    if dims.len() > rank || !leading_ones || (last != 1 && last as usize != k) {
-        return Err(format!("a constant of shape {dims:?} does not broadcast along the last axis ({k} channels) only"));
-    }
-    let v = t.to_f32().map_err(|e| e.to_string())?;
-    Ok(if v.len() == 1 { vec![v[0] as f64; k] } else { v.iter().map(|&x| x as f64).collect() })
+    per_channel_constant(t, rank, rank.saturating_sub(1), k)
 }
 
 /// Walks back from `x` (of rank `rank`, `k` channels) to where `1/s` can be folded.
@@ -236,8 +229,9 @@ impl SmoothQuant {
     /// The sites to smooth; what cannot be is declined in `report`.
     fn sites(&self, g: &Graph, report: &mut PassReport) -> Result<Vec<Site>, PassError> {
         let selection = self.selection();
+        let order = topo_order(g)?;
         let mut by_input: BTreeMap<ValueId, Vec<NodeId>> = BTreeMap::new();
-        for id in topo_order(g)? {
+        for &id in &order {
             if !selection.selects(g, id, LAYER_OPS) {
                 continue;
             }
@@ -249,7 +243,7 @@ impl SmoothQuant {
                 Err(why) => report.decline(g.node_label(id), op, why),
             }
         }
-        let position: BTreeMap<NodeId, usize> = topo_order(g)?.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        let position: BTreeMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
         let mut sites = Vec::new();
         for (x, layers) in by_input {
             let ks: Vec<usize> = layers.iter().map(|&l| channel_ranges(g, l, false).map(|r| r.len()).unwrap_or(0)).collect();
